@@ -1,0 +1,1 @@
+"""Textual workbench for context distillation (imports engine; engine never imports it)."""

@@ -1,0 +1,214 @@
+"""Launching, watching, stopping and listing engine runs (no Textual here).
+
+A run is a separate process (`ctxdistill run`, through `accelerate launch`
+when the project asks for several processes) started in its own session so it
+outlives the app. Its folder is the whole truth about it: `events.jsonl` says
+what happened, `pid` says which process to signal, `STOP` asks it to
+checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import engine
+from engine.events import RunState, fold_events, read_events
+
+ENGINE_ROOT = Path(engine.__file__).resolve().parent.parent
+
+
+def new_run_dir(project_dir: Path, project_name: str) -> Path:
+    """`PROJECT/runs/<utc-timestamp>-<name>/`, unique even within one second."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(project_dir) / "runs" / f"{stamp}-{project_name}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+def build_command(project_dir: Path, run_dir: Path, num_processes: int = 1,
+                  resume: bool = False) -> list[str]:
+    """The exact command line that runs (or resumes) a distillation."""
+    if num_processes > 1:
+        accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+        if not Path(accelerate).exists():
+            accelerate_prefix = [sys.executable, "-m", "accelerate.commands.launch"]
+        else:
+            accelerate_prefix = [accelerate, "launch"]
+        prefix = [*accelerate_prefix, "--num_processes", str(num_processes), "-m", "engine.cli"]
+    else:
+        prefix = [sys.executable, "-m", "engine.cli"]
+    tail = ["--resume", str(run_dir)] if resume else ["--run-dir", str(run_dir)]
+    return [*prefix, "run", str(project_dir), *tail]
+
+
+def format_command(command: list[str]) -> str:
+    return shlex.join(command)
+
+
+def launch(command: list[str], run_dir: Path) -> int:
+    """Start `command` detached (own session), output to RUN_DIR/stdout.log; returns the pid."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "STOP").unlink(missing_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ENGINE_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    with open(run_dir / "stdout.log", "ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(ENGINE_ROOT),
+        )
+    (run_dir / "pid").write_text(f"{process.pid}\n")
+    (run_dir / "command").write_text(format_command(command) + "\n")
+    return process.pid
+
+
+def read_pid(run_dir: Path) -> int | None:
+    try:
+        return int((Path(run_dir) / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the process runs (a zombie child of ours counts as dead)."""
+    if not pid:
+        return False
+    try:  # reap it if it is our own finished child, else it lingers as a zombie
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def run_alive(run_dir: Path) -> bool:
+    return pid_alive(read_pid(run_dir))
+
+
+def request_stop(run_dir: Path) -> None:
+    """Ask the recipe to checkpoint and stop (it checks for STOP between steps)."""
+    (Path(run_dir) / "STOP").write_text(f"{time.time()}\n")
+
+
+def kill(run_dir: Path) -> bool:
+    """SIGKILL the run's whole process group (the launcher and its workers)."""
+    pid = read_pid(run_dir)
+    if not pid_alive(pid):
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        if not pid_alive(pid):
+            break
+        time.sleep(0.02)
+    return True
+
+
+def effective_status(state: RunState, alive: bool) -> str:
+    """The events' status, corrected for a process that died without a `done` event."""
+    if state.status == "running" and not alive:
+        return "interrupted"
+    return state.status
+
+
+@dataclass
+class RunInfo:
+    """One row of the project's run history."""
+
+    run_dir: Path
+    status: str
+    started_at: float | None
+    state: RunState
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def date(self) -> str:
+        when = self.started_at or self.run_dir.stat().st_mtime
+        return datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M")
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in ("stopped", "interrupted", "failed")
+
+
+def load_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_samples(run_dir: Path) -> list[dict]:
+    samples = []
+    try:
+        lines = (Path(run_dir) / "samples.jsonl").read_text().splitlines()
+    except OSError:
+        return samples
+    for line in lines:
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            continue
+    return samples
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    state = fold_events(read_events(Path(run_dir) / "events.jsonl"))
+    status = effective_status(state, run_alive(run_dir))
+    if state.started_at is None and read_pid(run_dir) and status == "running":
+        status = "starting" if run_alive(run_dir) else "interrupted"
+    return RunInfo(Path(run_dir), status, state.started_at, state,
+                   load_json(Path(run_dir) / "metrics.json"))
+
+
+def list_runs(project_dir: Path) -> list[RunInfo]:
+    """The project's runs, newest first."""
+    runs_root = Path(project_dir) / "runs"
+    if not runs_root.is_dir():
+        return []
+    dirs = [d for d in runs_root.iterdir()
+            if d.is_dir() and ((d / "events.jsonl").exists() or (d / "pid").exists())]
+    return sorted((run_info(d) for d in dirs), key=lambda r: r.name, reverse=True)
+
+
+def find_running_run(project_dir: Path) -> Path | None:
+    """The newest run whose process is still alive (to reattach after a restart)."""
+    for info in list_runs(project_dir):
+        if info.status in ("running", "starting") and run_alive(info.run_dir):
+            return info.run_dir
+    return None

@@ -1,0 +1,376 @@
+"""Author: edit the teacher and student templates and the extractor, with a live preview.
+
+Rendering happens on every keystroke in the UI thread (Jinja is fast); model
+work (loading, token counts, generation, extraction) runs in thread workers
+that only post messages. A newer preview cancels the older one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult, SuspendNotSupported
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from ctxtui.messages import (PreviewFailed, PreviewModelLoaded, PromptTokensCounted, SampleInputsLoaded,
+                             StudentOutputReady, TeacherGenerationFinished, TeacherTextStreamed)
+from ctxtui.project_file import EXTRACT_KINDS
+from ctxtui.widgets.template_editor import TemplateEditor
+from engine.errors import ConfigError, EngineError, TemplateError
+
+SAMPLE_COUNT = 16
+PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
+
+
+def verdict(answer: str | None, label: str | None) -> tuple[str, str]:
+    """(text, css class) for an answer checked against the input's label."""
+    if label is None:
+        return "no label", "-unknown"
+    if answer is None:
+        return "no answer extracted", "-wrong"
+    if answer.strip() == str(label).strip():
+        return "match", "-right"
+    return "no match", "-wrong"
+
+
+class AuthorScreen(Screen):
+    """Templates side by side, an input picker, rendered prompts and a live preview."""
+
+    CSS_PATH = "author.tcss"
+
+    BINDINGS = [
+        Binding("ctrl+o", "edit_externally", "$EDITOR", tooltip="Edit the focused template in $EDITOR"),
+        Binding("ctrl+r", "regenerate", "Regenerate", tooltip="Sample the teacher again for this input"),
+        Binding("ctrl+down", "next_input", "Next input"),
+        Binding("ctrl+up", "previous_input", "Prev input"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[dict] = []
+        self.example: dict | None = None
+        self.session = None
+        self.prompts: tuple[str, str] | None = None
+        self.generation = 0
+        self.teacher_text = ""
+        self.teacher_done = False
+        self._session_lock = threading.Lock()
+        self._preview_timer = None
+
+    def compose(self) -> ComposeResult:
+        project_file = self.app.project_file
+        kind, parameter = project_file.extract()
+        yield Header()
+        with Horizontal(id="templates"):
+            yield TemplateEditor("teacher", project_file.template("teacher"), id="teacher-editor")
+            yield TemplateEditor("student", project_file.template("student"), id="student-editor")
+        with Horizontal(id="extract-row"):
+            yield Static("extractor", classes="row-label")
+            yield Select([(k, k) for k in EXTRACT_KINDS], value=kind if kind in EXTRACT_KINDS else "identity",
+                         allow_blank=False, id="extract-kind", compact=True)
+            yield Input(parameter, placeholder="pattern / marker / module:function", id="extract-parameter",
+                        compact=True)
+        yield Static("", id="config-problems", markup=False)
+        with Horizontal(id="bottom"):
+            yield OptionList(id="inputs")
+            with Vertical(id="prompts"):
+                yield Static("", id="teacher-prompt", markup=False, classes="panel")
+                yield Static("", id="student-prompt", markup=False, classes="panel")
+                yield Static("", id="token-ratio")
+            with Vertical(id="preview"):
+                yield Static("loading model…", id="teacher-output", classes="panel")
+                yield Static("", id="teacher-verdict", classes="verdict")
+                yield Static("", id="student-output", classes="panel")
+                yield Static("", id="student-verdict", classes="verdict")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#inputs").border_title = "sample inputs"
+        self.query_one("#teacher-prompt").border_title = "teacher prompt"
+        self.query_one("#student-prompt").border_title = "student prompt"
+        self.query_one("#teacher-output").border_title = "teacher generation"
+        self.query_one("#student-output").border_title = "student (current weights)"
+        self.query_one("#inputs").HELP = "## Sample inputs\n\nHeld-out inputs from the project's input distribution; the label, when present, follows the arrow. Pick one to render and preview it."
+        self.query_one("#extract-parameter").HELP = "## Extractor\n\nThe regex pattern, the marker, or `module:function` of the answer extractor. The highlighted answer in the teacher generation updates as you type."
+        self.revalidate()
+        if self.app.project is not None:
+            self.load_inputs(self.app.project)
+            self.load_session(self.app.project)
+        else:
+            self.query_one("#teacher-output", Static).update("fix the project file to load the model")
+        self.query_one("#teacher-text").focus()
+
+    # -- state ----------------------------------------------------------------
+
+    def revalidate(self) -> None:
+        """Validate the edited project, render both prompts, and show any errors inline."""
+        app = self.app
+        editors = {e.role: e for e in self.query(TemplateEditor)}
+        for role, editor in editors.items():
+            app.project_file.set_template(role, editor.text)
+        kind = self.query_one("#extract-kind", Select).value
+        app.project_file.set_extract(str(kind), self.query_one("#extract-parameter", Input).value)
+        problems = self.query_one("#config-problems", Static)
+        try:
+            project = app.parse_project(app.project_file.text())
+        except ConfigError as error:
+            problems.update("\n".join(error.problems))
+            problems.display = True
+            project = None
+        else:
+            problems.display = False
+            # Unsaved edits to a `template_file` live only in the editors.
+            project = dataclasses.replace(
+                project,
+                teacher=dataclasses.replace(project.teacher, template=editors["teacher"].text),
+                student=dataclasses.replace(project.student, template=editors["student"].text))
+            app.project = project
+        self.render_prompts(editors)
+
+    def render_prompts(self, editors: dict[str, TemplateEditor]) -> None:
+        from engine.templates import render
+
+        prompts = {}
+        for role, editor in editors.items():
+            if self.example is None:
+                editor.error = ""
+                continue
+            try:
+                prompts[role] = render(editor.text, role, self.example)
+                editor.error = ""
+            except TemplateError as error:
+                editor.error = f"line {error.line}: {error.detail}" if error.line else error.detail
+        if self.example is None:
+            return
+        for role in ("teacher", "student"):
+            self.query_one(f"#{role}-prompt", Static).update(prompts.get(role, "(template error)"))
+        new_prompts = (prompts["teacher"], prompts["student"]) if len(prompts) == 2 else None
+        if new_prompts != self.prompts:
+            self.prompts = new_prompts
+            self.show_token_counts(None, None)
+            self.schedule_preview()
+
+    def show_token_counts(self, teacher: int | None, student: int | None) -> None:
+        teacher_panel = self.query_one("#teacher-prompt", Static)
+        student_panel = self.query_one("#student-prompt", Static)
+        if teacher is None or student is None:
+            teacher_panel.border_subtitle = student_panel.border_subtitle = "… tokens"
+            self.query_one("#token-ratio", Static).update("")
+            return
+        teacher_panel.border_subtitle = f"{teacher} tokens"
+        student_panel.border_subtitle = f"{student} tokens"
+        ratio = teacher / student if student else float("inf")
+        self.query_one("#token-ratio", Static).update(
+            f"teacher/student tokens: {teacher}/{student} = {ratio:.1f}×  (saves {teacher - student} per call)")
+
+    # -- preview --------------------------------------------------------------
+
+    def schedule_preview(self) -> None:
+        self.generation += 1
+        self.workers.cancel_group(self, "preview")
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY_S, self.start_preview)
+
+    def start_preview(self) -> None:
+        self._preview_timer = None
+        if self.session is None or self.app.project is None or self.prompts is None:
+            return
+        self.teacher_text, self.teacher_done = "", False
+        self.query_one("#teacher-output", Static).update("generating…")
+        self.query_one("#student-output", Static).update("")
+        for verdict_id in ("#teacher-verdict", "#student-verdict"):
+            self.query_one(verdict_id, Static).update("")
+        self.generate(self.generation, self.app.project, *self.prompts)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def generate(self, generation: int, project, teacher_prompt: str, student_prompt: str) -> None:
+        worker = get_current_worker()
+        session = self.session
+        with self._session_lock:  # one generation at a time; a cancelled one stops at its next token
+            if worker.is_cancelled:
+                return
+            try:
+                session.set_project(project)
+                self.post_message(PromptTokensCounted(
+                    generation, session.count_tokens(teacher_prompt), session.count_tokens(student_prompt)))
+                text = ""
+                for piece in session.stream_generate(teacher_prompt, should_stop=lambda: worker.is_cancelled):
+                    text += piece
+                    self.post_message(TeacherTextStreamed(generation, text))
+                if worker.is_cancelled:
+                    return
+                self.post_message(TeacherGenerationFinished(generation, text, session.extract(text)))
+                student = session.greedy_generate(student_prompt)
+                if not worker.is_cancelled:
+                    self.post_message(StudentOutputReady(generation, student, None))
+            except Exception as error:  # a model error must show in the pane, not crash the app
+                self.post_message(PreviewFailed(generation, f"{type(error).__name__}: {error}"))
+
+    @work(thread=True, exclusive=True, group="extract")
+    def reextract(self, generation: int, project, text: str) -> None:
+        with self._session_lock:
+            try:
+                self.session.set_project(project)
+                answer = self.session.extract(text)
+            except Exception as error:
+                self.post_message(PreviewFailed(generation, f"{type(error).__name__}: {error}"))
+                return
+        self.post_message(TeacherGenerationFinished(generation, text, answer))
+
+    @work(thread=True, exclusive=True, group="load-session")
+    def load_session(self, project) -> None:
+        try:
+            from engine.preview import PreviewSession
+
+            session = PreviewSession(project)
+        except Exception as error:
+            self.post_message(PreviewModelLoaded(None, f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(PreviewModelLoaded(session))
+
+    @work(thread=True, exclusive=True, group="load-inputs")
+    def load_inputs(self, project) -> None:
+        try:
+            from engine.sources import sample_inputs
+
+            self.post_message(SampleInputsLoaded(sample_inputs(project, SAMPLE_COUNT)))
+        except Exception as error:
+            self.post_message(SampleInputsLoaded([], f"{type(error).__name__}: {error}"))
+
+    # -- message handlers -----------------------------------------------------
+
+    def on_sample_inputs_loaded(self, message: SampleInputsLoaded) -> None:
+        self.inputs = message.inputs
+        picker = self.query_one("#inputs", OptionList)
+        picker.clear_options()
+        if message.error:
+            picker.add_option(Option(Content(f"inputs failed: {message.error}"), disabled=True))
+            return
+        for example in self.inputs:
+            text = str(example.get("input", "")).replace("\n", " ")
+            label = example.get("label")
+            picker.add_option(Option(Content(text + (f"  → {label}" if label is not None else ""))))
+        if self.inputs:
+            picker.highlighted = 0
+
+    def on_preview_model_loaded(self, message: PreviewModelLoaded) -> None:
+        self.session = message.session
+        output = self.query_one("#teacher-output", Static)
+        if message.session is None:
+            output.update(Content(f"model failed to load: {message.error}"))
+            return
+        output.update("")
+        self.start_preview()
+
+    def on_prompt_tokens_counted(self, message: PromptTokensCounted) -> None:
+        if message.generation == self.generation:
+            self.show_token_counts(message.teacher_tokens, message.student_tokens)
+
+    def on_teacher_text_streamed(self, message: TeacherTextStreamed) -> None:
+        if message.generation == self.generation and not self.teacher_done:
+            self.teacher_text = message.text
+            self.query_one("#teacher-output", Static).update(Content(message.text + "▍"))
+
+    def on_teacher_generation_finished(self, message: TeacherGenerationFinished) -> None:
+        if message.generation != self.generation:
+            return
+        self.teacher_text, self.teacher_done = message.text, True
+        answer = message.answer
+        text = message.text
+        if answer is None:
+            shown = Content(text)
+        else:
+            shown = Content.assemble(text[: answer.start], (text[answer.start: answer.end], "bold reverse"),
+                                     text[answer.end:])
+        self.query_one("#teacher-output", Static).update(shown)
+        label = (self.example or {}).get("label")
+        words, css = verdict(answer.text if answer else None, label)
+        shown_answer = f"answer: {answer.text!r}  " if answer else ""
+        self.set_verdict("#teacher-verdict", f"{shown_answer}{words}" + (f" (label {label!r})" if label else ""), css)
+
+    def on_student_output_ready(self, message: StudentOutputReady) -> None:
+        if message.generation != self.generation:
+            return
+        self.query_one("#student-output", Static).update(Content(message.text))
+        label = (self.example or {}).get("label")
+        words, css = verdict(message.text, label)
+        self.set_verdict("#student-verdict", words, css)
+
+    def on_preview_failed(self, message: PreviewFailed) -> None:
+        if message.generation == self.generation:
+            self.query_one("#teacher-output", Static).update(Content(f"preview failed: {message.error}"))
+
+    def set_verdict(self, selector: str, text: str, css: str) -> None:
+        widget = self.query_one(selector, Static)
+        widget.update(Content(text))
+        widget.set_classes(f"verdict {css}")
+
+    @on(TemplateEditor.Edited)
+    def template_edited(self) -> None:
+        self.revalidate()
+
+    @on(Select.Changed, "#extract-kind")
+    @on(Input.Changed, "#extract-parameter")
+    def extractor_edited(self) -> None:
+        self.revalidate()
+        project = self.app.project
+        if self.teacher_done and self.session is not None and project is not None:
+            self.reextract(self.generation, project, self.teacher_text)
+        elif not self.teacher_done:
+            self.schedule_preview()  # the running generation would extract with the old extractor
+
+    @on(OptionList.OptionHighlighted, "#inputs")
+    def input_picked(self, event: OptionList.OptionHighlighted) -> None:
+        if 0 <= event.option_index < len(self.inputs):
+            self.example = self.inputs[event.option_index]
+            self.prompts = None
+            self.revalidate()
+
+    # -- actions --------------------------------------------------------------
+
+    def action_regenerate(self) -> None:
+        self.schedule_preview()
+
+    def action_next_input(self) -> None:
+        self.query_one("#inputs", OptionList).action_cursor_down()
+
+    def action_previous_input(self) -> None:
+        self.query_one("#inputs", OptionList).action_cursor_up()
+
+    def action_edit_externally(self) -> None:
+        focused = self.focused
+        editor = next((node for node in (focused.ancestors_with_self if focused else [])
+                       if isinstance(node, TemplateEditor)), None) or self.query_one("#teacher-editor", TemplateEditor)
+        command = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+        with tempfile.NamedTemporaryFile("w", suffix=f".{editor.role}.jinja", delete=False) as file:
+            file.write(editor.text)
+            path = Path(file.name)
+        try:
+            try:
+                with self.app.suspend():
+                    subprocess.call([*command, str(path)])
+            except SuspendNotSupported:  # headless (tests) or no real terminal: run it anyway
+                subprocess.call([*command, str(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            self.notify(f"could not run $EDITOR: {error}", severity="error")
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        if text != editor.text:
+            editor.replace_text(text)
