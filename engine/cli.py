@@ -1,0 +1,174 @@
+"""`ctxdistill run | preview | eval`: the engine without the UI.
+
+Errors a user can cause are printed as one clear message (exit status 2),
+never a traceback, unless `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import EngineError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctxdistill", description="Context distillation (Snell, Klein & Zhong, 2022).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="distill a project: teacher pass, training, evaluation")
+    run.add_argument("project_dir", type=Path, help="folder holding project.toml (default: the instructions sample)", nargs="?")
+    run.add_argument("--run-dir", type=Path, help="write the run here (default: PROJECT_DIR/runs/<utc>-<name>)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    preview = commands.add_parser("preview", help="render both prompts for K inputs and show the teacher's answers")
+    preview.add_argument("project_dir", type=Path, nargs="?")
+    preview.add_argument("--n", type=int, default=3, help="how many inputs")
+
+    evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
+    evaluate.add_argument("run_dir", type=Path)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # our own progress comes from the run's events
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "preview":
+            return command_preview(args)
+        return command_eval(args)
+    except EngineError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def default_project() -> Path:
+    return Path(__file__).resolve().parent.parent / "sample_projects" / "instructions"
+
+
+def command_run(args) -> int:
+    from engine.config import load_project
+    from engine.run import new_run_dir, project_of_run, run
+
+    if args.resume:
+        run_dir = args.resume
+        project = project_of_run(run_dir)
+    else:
+        project = load_project(args.project_dir or default_project())
+        run_dir = args.run_dir or new_run_dir(project)
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process
+    if main_process:
+        print(f"run folder: {run_dir}")
+    listeners = [ProgressPrinter()] if main_process and not args.quiet else []
+    metrics = run(project, run_dir, resume=bool(args.resume), listeners=listeners)
+    if not main_process:
+        return 0
+    if metrics is None:
+        print(f"stopped; resume with: ctxdistill run --resume {run_dir}")
+        return 0
+    print(format_table(metrics))
+    return 0
+
+
+def command_eval(args) -> int:
+    from engine.run import reevaluate
+
+    metrics = reevaluate(args.run_dir, listeners=[ProgressPrinter()])
+    print(format_table(metrics))
+    return 0
+
+
+def command_preview(args) -> int:
+    from engine.config import load_project
+    from engine.preview import preview
+
+    project = load_project(args.project_dir or default_project())
+    for item in preview(project, args.n):
+        print("=" * 72)
+        print(f"input: {json.dumps(item.input)}")
+        print(f"--- teacher prompt ({item.teacher_tokens} tokens)\n{item.teacher_prompt}")
+        print(f"--- student prompt ({item.student_tokens} tokens)\n{item.student_prompt}")
+        print(f"--- teacher output\n{item.teacher_output}")
+        answer = "(the extractor found no answer)" if item.answer is None else repr(item.answer)
+        verdict = "" if item.label is None else ("  [match]" if item.answer == item.label else f"  [no match: label {item.label!r}]")
+        print(f"--- extracted answer: {answer}{verdict}")
+    return 0
+
+
+# --- drawing ------------------------------------------------------------------
+
+class ProgressPrinter:
+    """Draws a progress bar and stage lines from the run's events (the same ones the TUI reads)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.interactive = stream.isatty()
+        self.last_draw = 0.0
+
+    def __call__(self, event: dict) -> None:
+        kind = event["type"]
+        if kind in ("progress", "train"):
+            now = time.time()
+            final = event["step"] >= event["total_steps"]
+            if not final and now - self.last_draw < (0.1 if self.interactive else 5.0):
+                return
+            self.last_draw = now
+            done = event["step"] / max(1, event["total_steps"])
+            bar = "#" * int(done * self.width) + "-" * (self.width - int(done * self.width))
+            figures = f"{event['step']}/{event['total_steps']} {event.get('unit', 'steps')}"
+            if kind == "train":
+                figures += f"  loss {event['loss']:.4f}  lr {event['lr']:.2e}  {event['tokens_per_s']:.0f} tok/s"
+            eta = event.get("eta_s")
+            figures += f"  {format_seconds(event.get('elapsed_s', 0))} elapsed" + (f", eta {format_seconds(eta)}" if eta is not None else "")
+            line = f"[{event['stage']:<7}] [{bar}] {figures}"
+            if self.interactive:
+                self.stream.write("\r" + line[:160] + ("\n" if final else ""))
+            else:
+                self.stream.write(line + "\n")
+        elif kind in ("status", "checkpoint", "error"):
+            message = event.get("message") or f"checkpoint saved at step {event.get('step')}"
+            self.stream.write(f"[{event['stage']:<7}] {message}\n")
+        self.stream.flush()
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+
+
+def format_table(metrics: dict) -> str:
+    """The before/after table the run ends with."""
+    rows = [key for key in ("teacher", "student_before", "student_after", "student_after_teacher_template") if key in metrics]
+    names = sorted({name for row in rows for name in metrics[row]})
+    lines = [f"{'':<32}" + "".join(f"{name:>14}" for name in names)]
+    for row in rows:
+        lines.append(f"{row:<32}" + "".join(f"{metrics[row].get(name, float('nan')):>14.3f}" for name in names))
+    prompt, total, kl = metrics.get("prompt_tokens"), metrics.get("inference_tokens"), metrics.get("answer_kl")
+    if prompt:
+        lines.append(f"prompt tokens: teacher {prompt['teacher']}, student {prompt['student']} ({prompt['ratio']}x fewer)")
+    if total:
+        lines.append(f"inference tokens (prompt + generated): teacher {total['teacher']}, student {total['student']} ({total['ratio']}x fewer)")
+    if kl and kl.get("before") is not None:
+        lines.append(f"answer-token KL(teacher || student): before {kl['before']}, after {kl['after']}")
+    if "count" in metrics:
+        lines.append(f"held-out inputs: {metrics['count']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Teacher, student before, student after, on held-out inputs (paper section 3).
+
+Everyone decodes greedily. Teacher outputs go through the extractor; a student
+output *is* its answer (up to the first stop string), since the student is
+trained to say only the answer. Scores compare answers with the reference: the
+input's label, or the teacher's answer (`eval.reference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.config import Project
+from engine.data import collate
+from engine.errors import EngineError
+from engine.extractors import Extractor, answer_token_span, direct_answer
+from engine.generation import generate_all
+from engine.losses import dense_kl
+from engine.teacher import student_prompt, teacher_prompt
+from engine.usercode import load_callable
+
+
+@dataclass
+class Decoded:
+    prompt: str
+    prompt_tokens: int
+    output: str
+    output_ids: list[int]
+    generated_tokens: int
+    answer: str
+    span: tuple[int, int] | None = None  # teacher only: answer token span in output_ids
+    logits: torch.Tensor | None = None  # teacher only: (len(output_ids), vocab)
+
+
+def decode(project: Project, model, tokenizer, inputs: list[dict], template: str,
+           extractor: Extractor | None = None, keep_logits: bool = False) -> list[Decoded]:
+    """Greedy outputs with the `template` ("teacher" or "student") prompt; answers via `extractor` or directly."""
+    make_prompt = teacher_prompt if template == "teacher" else student_prompt
+    prompts = [make_prompt(project, tokenizer, example) for example in inputs]
+    max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
+    generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size, which=template,
+                             max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,
+                             keep_logits=keep_logits)
+    decoded = []
+    for prompt, output in zip(prompts, generated):
+        span = None
+        if extractor is not None:
+            found = extractor.find(output.text)
+            answer = found.text if found else ""
+            if found is not None:
+                token_span = answer_token_span(tokenizer, output.output_ids, output.text, found, project.generate.stop)
+                span = (token_span.start, token_span.end)
+        else:
+            answer = direct_answer(output.text, project.generate.stop)
+        decoded.append(Decoded(prompt, len(output.prompt_ids), output.text, output.output_ids,
+                               len(output.output_ids), answer, span, output.logits))
+    return decoded
+
+
+# --- scores --------------------------------------------------------------------
+
+def references_for(project: Project, inputs: list[dict], teacher: list[Decoded]) -> list[str]:
+    if project.eval.reference == "teacher":
+        return [decoded.answer for decoded in teacher]
+    missing = sum(1 for example in inputs if example.get("label") is None)
+    if missing:
+        raise EngineError(f"`eval.reference` = 'label', but {missing} of {len(inputs)} eval inputs have no label; "
+                          "add labels to the inputs or set eval.reference = \"teacher\"")
+    return [example["label"].strip() for example in inputs]
+
+
+def score(project: Project, answers: list[str], references: list[str], labels: list[str | None]) -> dict[str, float]:
+    """Mean of each configured metric (`answer_kl` is measured separately)."""
+    results = {}
+    for metric in project.eval.metrics:
+        if metric == "answer_kl":
+            continue
+        if metric == "exact_match":
+            values = [float(answer == reference) for answer, reference in zip(answers, references)]
+        elif metric == "accuracy":
+            if any(label is None for label in labels):
+                raise EngineError("`eval.metrics` has 'accuracy', which needs a label on every eval input")
+            values = [float(answer == label.strip()) for answer, label in zip(answers, labels)]
+        elif metric == "rouge_l":
+            values = rouge_l(answers, references)
+        else:
+            function = load_callable(project.dir, metric, "eval.metrics")
+            values = [float(function(answer, reference)) for answer, reference in zip(answers, references)]
+        results[metric] = round(sum(values) / max(1, len(values)), 4)
+    return results
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return [scorer.score(reference, prediction)["rougeL"].fmeasure for prediction, reference in zip(predictions, references)]
+
+
+# --- answer KL ----------------------------------------------------------------
+
+@torch.no_grad()
+def answer_kl(project: Project, student_model, tokenizer, inputs: list[dict], teacher: list[Decoded],
+              batch_size: int = 16) -> float | None:
+    """Mean KL(teacher with context || student without it) over the teacher's answer tokens.
+
+    The teacher's distributions come from its own greedy decoding (logits kept);
+    the student's from one forward pass over student prompt + the same answer ids.
+    """
+    from engine.data import DistillExample
+
+    examples, teacher_rows = [], []
+    for example, decoded in zip(inputs, teacher):
+        if decoded.span is None or decoded.logits is None:
+            continue
+        start, end = decoded.span
+        prompt_ids = tokenizer(student_prompt(project, tokenizer, example)).input_ids
+        answer_ids = decoded.output_ids[start:end]
+        examples.append(DistillExample(prompt_ids + answer_ids, len(prompt_ids), [torch.zeros(1, dtype=torch.long)] * len(answer_ids),
+                                       [torch.ones(1)] * len(answer_ids)))
+        teacher_rows.append(decoded.logits[start:end])
+    if not examples:
+        return None
+    total, count = 0.0, 0
+    for first in range(0, len(examples), batch_size):
+        batch = examples[first: first + batch_size]
+        input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
+        logits = student_model(input_ids=input_ids.to(student_model.device),
+                               attention_mask=attention_mask.to(student_model.device)).logits.float().cpu()
+        rows, columns = targets.positions.unbind(-1)
+        student_logits = logits[rows, columns]
+        teacher_logits = torch.cat(teacher_rows[first: first + batch_size]).float()
+        kl = dense_kl(teacher_logits, student_logits)
+        total += kl.sum().item()
+        count += len(kl)
+    return round(total / count, 5)
+
+
+def mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / max(1, len(values)), 2)
+
+
+def sample_entry(decoded: Decoded, reference: str) -> dict:
+    return {"prompt": decoded.prompt, "output": decoded.output, "answer": decoded.answer,
+            "correct": decoded.answer == reference}

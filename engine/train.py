@@ -1,0 +1,206 @@
+"""The distillation recipe: the student learns the teacher's answers without its context.
+
+Reads top to bottom: setup -> loop -> checkpoint -> cleanup. The student starts
+from the same weights as the teacher, sees the student prompt plus the teacher's
+answer token ids, and minimizes the soft-label cross-entropy to the teacher's
+stored sparse labels (paper equation 1, section 2.4).
+
+Runs as one process or under `accelerate launch` (data parallel: each process
+takes its slice of every global batch). Stopping (a `STOP` file in the run
+folder, SIGTERM or SIGINT) is checked between steps and saves a checkpoint
+first; `resume=True` continues from the newest checkpoint, on the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from engine.config import Project
+from engine.data import DistillExample, collate
+from engine.errors import StopRequested
+from engine.losses import soft_cross_entropy
+from engine.models import load_model
+
+STOP_FILE = "STOP"
+KEEP_CHECKPOINTS = 2
+
+
+# --- small named pieces --------------------------------------------------------
+
+def get_lr(step: int, total_steps: int, peak: float, warmup_steps: int) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def total_steps_for(project: Project, num_examples: int, num_processes: int) -> int:
+    config = project.distill
+    if config.max_steps:
+        return config.max_steps
+    per_step = config.batch_size * config.grad_accum * num_processes
+    return config.epochs * max(1, math.ceil(num_examples / per_step))
+
+
+def micro_batch(micro_step: int, num_examples: int, global_batch: int, rank: int, world: int,
+                seed: int) -> list[int]:
+    """Example indices of this process's share of micro-batch `micro_step`.
+
+    A pure function of the step, so a resumed run sees exactly the batches it would have.
+    """
+    per_epoch = max(1, num_examples // global_batch) if num_examples >= global_batch else 1
+    epoch, position = divmod(micro_step, per_epoch)
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    chosen = [order[(position * global_batch + i) % num_examples] for i in range(global_batch)]
+    return chosen[rank::world]
+
+
+def memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class StopSignal:
+    """Turns SIGTERM/SIGINT and a STOP file into a flag checked between steps."""
+
+    def __init__(self, run_dir: Path):
+        self.stop_file = run_dir / STOP_FILE
+        self.signalled = False
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a UI worker)
+                pass
+
+    def _handle(self, signum, frame):
+        self.signalled = True
+
+    def requested(self) -> bool:
+        return self.signalled or self.stop_file.exists()
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
+    complete = [path for path in found if (path / "trainer_state.json").exists()]
+    return complete[-1] if complete else None
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, events) -> Path:
+    folder = run_dir / "checkpoints" / f"step-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        # Written last: a checkpoint without trainer_state.json is incomplete and skipped on resume.
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
+        older = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
+        for stale in older[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(stale, ignore_errors=True)
+        events.emit("checkpoint", step=step, path=str(folder))
+    accelerator.wait_for_everyone()
+    return folder
+
+
+# --- the recipe ---------------------------------------------------------------
+
+def train(project: Project, run_dir: Path, examples: list[DistillExample], events, resume: bool = False) -> Path:
+    """Distill into a fresh copy of the model; returns the saved student folder."""
+    config = project.distill
+
+    # --- setup
+    mixed_precision = config.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=project.model.device == "cpu")
+    torch.manual_seed(config.seed)
+    model, tokenizer = load_model(project.model, project.dir, device=accelerator.device)
+    if mixed_precision != "no":
+        model.float()  # master weights in fp32; autocast computes in bf16/fp16
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    global_batch = config.batch_size * world
+    total_steps = total_steps_for(project, len(examples), world)
+    start_step = 0
+    if resume and (checkpoint := latest_checkpoint(run_dir)) is not None:
+        accelerator.load_state(str(checkpoint))
+        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        events.emit("status", stage="train", message=f"resumed from {checkpoint.name}", step=start_step)
+    stop = StopSignal(run_dir)
+    events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples",
+                total_steps=total_steps, device=str(accelerator.device), processes=world)
+
+    # --- loop
+    started = time.time()
+    window_tokens, window_started = 0, time.time()
+    step = start_step
+    try:
+        while step < total_steps:
+            if stop.requested():
+                save_checkpoint(accelerator, run_dir, step, events)
+                raise StopRequested()
+            lr = get_lr(step, total_steps, config.learning_rate, config.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss, step_kl = 0.0, 0.0
+            for accumulation in range(config.grad_accum):
+                micro_step = step * config.grad_accum + accumulation
+                batch = [examples[i] for i in micro_batch(micro_step, len(examples), global_batch, rank, world, config.seed)]
+                input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
+                with accelerator.autocast():
+                    logits = model(input_ids=input_ids.to(accelerator.device),
+                                   attention_mask=attention_mask.to(accelerator.device)).logits
+                loss, kl = soft_cross_entropy(logits, targets.to(accelerator.device))
+                accelerator.backward(loss / config.grad_accum)
+                step_loss += loss.item() / config.grad_accum
+                step_kl += kl.item() / config.grad_accum
+                window_tokens += int(attention_mask.sum()) * world
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            if step % config.log_every == 0 or step == total_steps:
+                now = time.time()
+                elapsed = now - started
+                done_here = step - start_step
+                events.emit("train", stage="train", step=step, total_steps=total_steps,
+                            loss=round(step_loss, 6), kl=round(step_kl, 6), lr=lr,
+                            tokens_per_s=round(window_tokens / max(now - window_started, 1e-9), 1),
+                            memory_mb=round(memory_mb(accelerator.device), 1),
+                            elapsed_s=round(elapsed, 2),
+                            eta_s=round(elapsed / done_here * (total_steps - step), 2),
+                            epoch=round(step * config.grad_accum * global_batch / len(examples), 3))
+                window_tokens, window_started = 0, now
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
+                save_checkpoint(accelerator, run_dir, step, events)
+
+        # --- cleanup: the student, loadable with from_pretrained
+        student_dir = run_dir / "student"
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.save_pretrained(student_dir, safe_serialization=True)
+            tokenizer.save_pretrained(student_dir)
+        accelerator.wait_for_everyone()
+        return student_dir
+    finally:
+        stop.restore()
+        accelerator.free_memory()
