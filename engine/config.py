@@ -42,7 +42,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class InputsConfig:
     source: str = option("python", "Where raw task inputs come from.", ("python", "file", "datasets", "fewshot"))
-    function: str = option("", "python source: `module:function` in the project folder, called as function(rng, n).")
+    function: str = option("", "python source: `module:function` in the project folder, called as function(rng, n, **options).")
+    options: dict = option({}, "python source: keyword settings passed to the function, e.g. {digits = 4}.")
     path: str = option("", "file source: a .jsonl or .csv file, relative to the project folder.")
     dataset: str = option("", "datasets source: a dataset name or local folder for `datasets.load_dataset`.")
     dataset_config: str = option("", "datasets source: the configuration name, if any.")
@@ -217,6 +218,9 @@ def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, 
     elif expected is str:
         if not isinstance(value, str):
             return wrong("a string")
+    elif expected is dict:
+        if not isinstance(value, dict):
+            return wrong("a table, e.g. {digits = 4}")
     elif expected is list:
         if isinstance(value, str):
             value = [value]

@@ -43,7 +43,11 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
     if config.source == "python":
         function = load_callable(project.dir, config.function, "inputs.function")
         # Ask for a margin of extra inputs: duplicates are dropped before the split.
-        rows = function(rng, wanted + max(8, wanted // 10))
+        try:
+            rows = function(rng, wanted + max(8, wanted // 10), **config.options)
+        except TypeError as error:
+            raise EngineError(f"`inputs.function` = {config.function!r} could not be called as "
+                              f"function(rng, n, **inputs.options): {error}") from None
     elif config.source == "file":
         rows = _read_file(project.dir / config.path, config)
         rng.shuffle(rows)
