@@ -154,6 +154,7 @@ def format_seconds(seconds: float) -> str:
 def format_table(metrics: dict) -> str:
     """The before/after table the run ends with."""
     rows = [key for key in ("teacher", "student_before", "student_after", "student_after_teacher_template") if key in metrics]
+    rows += sorted(key for key in metrics if key.startswith("baseline_"))
     names = sorted({name for row in rows for name in metrics[row]})
     lines = [f"{'':<32}" + "".join(f"{name:>14}" for name in names)]
     for row in rows:

@@ -117,6 +117,14 @@ class EvalConfig:
     teacher_template_for_student: bool = option(False, "Also score the student with the teacher template (how much of the prompted skill it keeps).")
 
 
+BASELINES = ("scdir", "sc+dir")
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    methods: list = option([], "Supervised baselines on the same inputs (paper 3.3): scdir (scratch-pad then direct), sc+dir (both at once).")
+
+
 @dataclass(frozen=True)
 class Project:
     name: str = option("", "Project name (defaults to the folder name).")
@@ -129,6 +137,7 @@ class Project:
     generate: GenerateConfig = field(default_factory=GenerateConfig, metadata={"help": "Teacher sampling."})
     distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Training."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Evaluation on held-out inputs."})
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig, metadata={"help": "Baselines trained and scored beside the student."})
     dir: Path = field(default=Path("."), compare=False, metadata={"help": "The project folder (not in the TOML).", "internal": True})
 
     @property
@@ -297,8 +306,9 @@ def validate(project: Project) -> list[str]:
             close = difflib.get_close_matches(metric, METRICS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"`eval.metrics` has {metric!r}: expected one of {', '.join(METRICS)} or `module:function`{hint}")
-    if project.eval.metrics.count("accuracy") and project.eval.reference == "teacher":
-        pass  # accuracy is always against labels; allowed alongside teacher-referenced metrics
+    for method in project.baselines.methods:
+        if method not in BASELINES:
+            problems.append(f"`baselines.methods` has {method!r}: expected one of {', '.join(BASELINES)}")
     return problems
 
 

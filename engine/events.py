@@ -10,7 +10,7 @@ Event types and their figures:
 | ------------ | ----------------------------------------------------------------- |
 | `status`     | `message`, optional `cache` ("hit"/"miss"), `pid`, `command`       |
 | `progress`   | `step`, `total_steps`, `elapsed_s`, `eta_s`                        |
-| `train`      | `step`, `total_steps`, `loss`, `lr`, `tokens_per_s`, `memory_mb`, `epoch` |
+| `train`      | `phase` ("student", or a baseline's folder), `step`, `total_steps`, `loss`, `kl`, `lr`, `tokens_per_s`, `memory_mb`, `epoch` |
 | `eval`       | `which` (teacher / student_before / student_after), `metrics`     |
 | `sample`     | `which`, `index`, `output`, `answer`                               |
 | `checkpoint` | `step`, `path`                                                     |
@@ -142,6 +142,8 @@ class RunState:
             self.command = event.get("command", self.command)
             if "cache" in event:
                 self.teacher_cache = event["cache"]
+        elif kind == "train" and event.get("phase", "student") != "student":
+            pass  # a baseline's training (engine/baselines.py): not the student's curve
         elif kind in ("progress", "train"):
             self.step = event.get("step", self.step)
             self.total_steps = event.get("total_steps", self.total_steps)

@@ -70,9 +70,14 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
         from engine.train import train
 
         student_dir = train(project, run_dir, examples, events, resume=resume)
+        baselines = {}
+        if project.baselines.methods:
+            from engine.baselines import train_baselines
+
+            baselines = train_baselines(project, run_dir, tokenizer, records, extractor, events)
         metrics = None
         if state.is_main_process:
-            metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events)
+            metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events, baselines)
         state.wait_for_everyone()
         events.emit("done", stage="done", status="completed", metrics=metrics)
         return metrics
@@ -112,7 +117,8 @@ def _teacher_stage(project, run_dir, events, state):
     return distill_inputs, eval_inputs, records
 
 
-def evaluate_run(project: Project, run_dir: Path, eval_inputs: list[dict], student_dir: Path, events) -> dict:
+def evaluate_run(project: Project, run_dir: Path, eval_inputs: list[dict], student_dir: Path, events,
+                 baselines: dict[str, str] | None = None) -> dict:
     """Teacher, student before and student after on the held-out inputs -> metrics.json, samples.jsonl."""
     extractor = Extractor(project.extract, project.dir)
     labels = [example.get("label") for example in eval_inputs]
@@ -150,6 +156,14 @@ def evaluate_run(project: Project, run_dir: Path, eval_inputs: list[dict], stude
     del student_model
     gc.collect()
 
+    for method, folder in (baselines or {}).items():
+        events.emit("status", stage="eval", message=f"evaluating the {method} baseline")
+        baseline_model, _ = load_model(project.model, project.dir, path=folder)
+        outputs = decode(project, baseline_model, tokenizer, eval_inputs, "student")
+        results[f"baseline_{method}"] = score(project, [d.answer for d in outputs], references, labels)
+        events.emit("eval", which=f"baseline_{method}", metrics=results[f"baseline_{method}"])
+        del baseline_model
+
     teacher_prompt_tokens, student_prompt_tokens = mean(d.prompt_tokens for d in teacher), mean(d.prompt_tokens for d in before)
     teacher_total = mean(d.prompt_tokens + d.generated_tokens for d in teacher)
     student_total = mean(d.prompt_tokens + d.generated_tokens for d in after)
@@ -184,7 +198,9 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
     events.listeners.extend(listeners)
     try:
         _, eval_inputs = load_inputs(project)
-        metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events)
+        baselines = {path.name: str(path) for path in sorted((run_dir / "baselines").glob("*"))
+                     if (path / "config.json").exists() and not path.name.endswith("-scratch")}
+        metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events, baselines)
         events.emit("done", stage="done", status="completed", metrics=metrics)
         return metrics
     finally:

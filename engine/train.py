@@ -117,8 +117,12 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, events) 
 
 # --- the recipe ---------------------------------------------------------------
 
-def train(project: Project, run_dir: Path, examples: list[DistillExample], events, resume: bool = False) -> Path:
-    """Distill into a fresh copy of the model; returns the saved student folder."""
+def train(project: Project, run_dir: Path, examples: list[DistillExample], events, resume: bool = False,
+          init_from: str | None = None, output_name: str = "student") -> Path:
+    """Distill into a fresh copy of the model; returns the saved student folder (`run_dir/output_name`).
+
+    `init_from` starts from other weights than the project's model (the baselines' second phase).
+    """
     config = project.distill
 
     # --- setup
@@ -127,7 +131,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=project.model.device == "cpu")
     torch.manual_seed(config.seed)
-    model, tokenizer = load_model(project.model, project.dir, device=accelerator.device)
+    model, tokenizer = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
     if mixed_precision != "no":
         model.float()  # master weights in fp32; autocast computes in bf16/fp16
     model.train()
@@ -181,7 +185,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
                 now = time.time()
                 elapsed = now - started
                 done_here = step - start_step
-                events.emit("train", stage="train", step=step, total_steps=total_steps,
+                events.emit("train", stage="train", phase=output_name, step=step, total_steps=total_steps,
                             loss=round(step_loss, 6), kl=round(step_kl, 6), lr=lr,
                             tokens_per_s=round(window_tokens / max(now - window_started, 1e-9), 1),
                             memory_mb=round(memory_mb(accelerator.device), 1),
@@ -193,7 +197,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
                 save_checkpoint(accelerator, run_dir, step, events)
 
         # --- cleanup: the student, loadable with from_pretrained
-        student_dir = run_dir / "student"
+        student_dir = run_dir / output_name
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
