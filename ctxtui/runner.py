@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import engine
-from engine.events import RunState, fold_events, read_events
+from engine.events import RunState, read_events
 
 ENGINE_ROOT = Path(engine.__file__).resolve().parent.parent
 
@@ -135,6 +135,20 @@ def kill(run_dir: Path) -> bool:
     return True
 
 
+def apply_event(state: RunState, event: dict) -> None:
+    """`RunState.apply`, except that a resumed run's new events make it running again."""
+    if state.status != "running" and event.get("type") != "done":
+        state.status = "running"
+    state.apply(event)
+
+
+def fold_run_events(events) -> RunState:
+    state = RunState()
+    for event in events:
+        apply_event(state, event)
+    return state
+
+
 def effective_status(state: RunState, alive: bool) -> str:
     """The events' status, corrected for a process that died without a `done` event."""
     if state.status == "running" and not alive:
@@ -188,7 +202,7 @@ def load_samples(run_dir: Path) -> list[dict]:
 
 
 def run_info(run_dir: Path) -> RunInfo:
-    state = fold_events(read_events(Path(run_dir) / "events.jsonl"))
+    state = fold_run_events(read_events(Path(run_dir) / "events.jsonl"))
     status = effective_status(state, run_alive(run_dir))
     if state.started_at is None and read_pid(run_dir) and status == "running":
         status = "starting" if run_alive(run_dir) else "interrupted"

@@ -1,0 +1,127 @@
+"""Results: the before/after table, prompt-token savings, and the per-sample grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+
+from ctxtui import runner
+from ctxtui.screens.sample_detail import SampleDetailScreen
+from ctxtui.widgets.metrics_table import MetricsTable, savings_line
+from ctxtui.widgets.sample_grid import FILTERS, SampleGrid
+
+
+class ResultsScreen(Screen):
+    """What one run achieved: teacher vs student before vs student after."""
+
+    CSS_PATH = "results.tcss"
+
+    BINDINGS = [
+        Binding("f", "cycle_filter", "Filter"),
+        Binding("slash", "search", "Search"),
+        Binding("enter", "detail", "Diff", show=True),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown_run: Path | None = None
+        self.samples: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("no results yet: finish a run first", id="results-title")
+        yield MetricsTable(id="results-metrics")
+        yield Static("", id="results-savings")
+        with Horizontal(id="filter-row"):
+            yield Select([(label, key) for key, label in FILTERS.items()], value="all", allow_blank=False,
+                         id="results-filter", compact=True)
+            yield Input(placeholder="search inputs, labels, outputs  (/)", id="results-search", compact=True)
+            yield Static("", id="results-count")
+        yield SampleGrid(id="results-samples")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#results-search").HELP = "## Search\n\nShows only samples whose input, label or outputs contain this text (case-insensitive). **escape** clears it."
+        self.query_one("#results-filter").HELP = "## Filter\n\n- **student wrong**: the distilled student's answer is wrong\n- **improved**: wrong before, right after\n- **regressed**: right before, wrong after\n- **differs from teacher**: the student's answer is not the teacher's"
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        run_dir = self.app.results_run_dir or self.latest_with_results()
+        if run_dir is not None and run_dir != self.shown_run:
+            self.show_run(run_dir)
+
+    def latest_with_results(self) -> Path | None:
+        for info in runner.list_runs(self.app.project_dir):
+            if (info.run_dir / "metrics.json").exists():
+                return info.run_dir
+        return None
+
+    def commands(self):
+        for key, label in FILTERS.items():
+            yield SystemCommand(f"Filter samples: {label}", "Results grid filter",
+                                lambda key=key: self.set_filter(key))
+        yield SystemCommand("Search samples", "Focus the search box (/)", self.action_search)
+        yield SystemCommand("Diff selected sample", "Teacher vs student outputs (enter)", self.action_detail)
+
+    def show_run(self, run_dir: Path) -> None:
+        self.shown_run = Path(run_dir)
+        metrics = runner.load_json(self.shown_run / "metrics.json")
+        self.samples = runner.load_samples(self.shown_run)
+        title = f"results of {self.shown_run.name}"
+        if not metrics:
+            title += "  (no metrics.json yet)"
+        self.query_one("#results-title", Static).update(title)
+        self.query_one("#results-metrics", MetricsTable).show_metrics(metrics)
+        self.query_one("#results-savings", Static).update(savings_line(metrics))
+        self.refill()
+
+    def refill(self) -> None:
+        kind = str(self.query_one("#results-filter", Select).value)
+        query = self.query_one("#results-search", Input).value.strip()
+        shown = self.query_one("#results-samples", SampleGrid).show(self.samples, kind, query)
+        self.query_one("#results-count", Static).update(f"{shown}/{len(self.samples)} samples")
+
+    @on(Select.Changed, "#results-filter")
+    @on(Input.Changed, "#results-search")
+    def filters_changed(self) -> None:
+        self.refill()
+
+    @on(Input.Submitted, "#results-search")
+    def search_submitted(self) -> None:
+        self.query_one("#results-samples").focus()
+
+    @on(DataTable.RowSelected, "#results-samples")
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.open_detail(event.row_key.value)
+
+    def set_filter(self, key: str) -> None:
+        self.query_one("#results-filter", Select).value = key
+
+    def action_cycle_filter(self) -> None:
+        keys = list(FILTERS)
+        current = str(self.query_one("#results-filter", Select).value)
+        self.set_filter(keys[(keys.index(current) + 1) % len(keys)])
+
+    def action_search(self) -> None:
+        self.query_one("#results-search", Input).focus()
+
+    def action_clear_search(self) -> None:
+        self.query_one("#results-search", Input).value = ""
+        self.query_one("#results-samples").focus()
+
+    def action_detail(self) -> None:
+        grid = self.query_one("#results-samples", SampleGrid)
+        if grid.row_count:
+            key, _ = grid.coordinate_to_cell_key(grid.cursor_coordinate)
+            self.open_detail(key.value)
+
+    def open_detail(self, key: str | None) -> None:
+        if key is not None and key.isdigit() and int(key) < len(self.samples):
+            self.app.push_screen(SampleDetailScreen(self.samples[int(key)]))

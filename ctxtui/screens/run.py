@@ -1,0 +1,234 @@
+"""Run: launch the engine as its own process and watch its `events.jsonl`.
+
+A thread worker tails the file and posts `RunProgressed` (replaceable, so a
+fast run never floods the queue); the screen only draws. The run outlives the
+app: on restart the app finds the live run and this screen reattaches.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from ctxtui import runner
+from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
+from ctxtui.widgets.line_chart import LineChart
+from ctxtui.widgets.metrics_table import MetricsTable, savings_line
+from engine.events import EventTail, RunState
+
+POLL_S = 0.2
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class RunScreen(Screen):
+    """The dashboard of one run: stage, progress, curves, throughput, final table."""
+
+    CSS_PATH = "run.tcss"
+
+    BINDINGS = [
+        Binding("n", "launch", "New run"),
+        Binding("s", "stop", "Stop"),
+        Binding("k", "kill", "Kill"),
+        Binding("r", "resume", "Resume"),
+        Binding("o", "results", "Results"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: Path | None = None
+        self.state = RunState()
+        self.alive = False
+        self.status = "no run"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("no run yet: press n to launch one", id="run-title")
+        yield Static("", id="run-command", markup=False)
+        with Horizontal(id="progress-row"):
+            yield Static("", id="run-stage")
+            yield ProgressBar(total=None, show_eta=False, id="run-progress")
+            yield Static("", id="run-timing")
+        with Horizontal(id="charts"):
+            yield LineChart("loss", id="loss-chart")
+            yield LineChart("learning rate", id="lr-chart")
+        yield Static("", id="run-stats")
+        yield Static("", id="run-message", markup=False)
+        yield MetricsTable(id="run-metrics")
+        yield Static("", id="run-savings")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#run-metrics").display = False
+        self.query_one("#run-progress").HELP = "## Progress\n\nSteps done of the current stage (teacher pass, training, evaluation), with elapsed time and the engine's ETA."
+        self.set_interval(1.0, self.refresh_stats)
+        if self.app.run_dir is not None:
+            self.watch_run(self.app.run_dir)
+
+    def on_screen_resume(self) -> None:
+        if self.app.run_dir is not None and self.app.run_dir != self.watched:
+            self.watch_run(self.app.run_dir)
+
+    def commands(self):
+        yield SystemCommand("New run", "Launch the engine on this project (n)", self.action_launch)
+        yield SystemCommand("Stop run", "Checkpoint, then stop (s)", self.action_stop)
+        yield SystemCommand("Kill run", "SIGKILL the run's processes (k)", self.action_kill)
+        yield SystemCommand("Resume run", "Continue a stopped run from its checkpoint (r)", self.action_resume)
+        yield SystemCommand("Results of this run", "Open the Results screen (o)", self.action_results)
+
+    # -- watching ---------------------------------------------------------
+
+    def watch_run(self, run_dir: Path) -> None:
+        self.watched = Path(run_dir)
+        self.state, self.alive = RunState(), runner.run_alive(self.watched)
+        self.query_one("#run-title", Static).update(f"run {self.watched.name}")
+        command_file = self.watched / "command"
+        command = command_file.read_text().strip() if command_file.exists() else ""
+        self.query_one("#run-command", Static).update(f"$ {command}" if command else "")
+        self.query_one("#run-metrics").display = False
+        self.query_one("#run-savings", Static).update("")
+        self.tail(self.watched)
+
+    def tail(self, run_dir: Path) -> None:
+        self.run_worker(lambda: self._tail(run_dir), thread=True, exclusive=True, group="tail")
+
+    def _tail(self, run_dir: Path) -> None:
+        worker = get_current_worker()
+        events = EventTail(run_dir / "events.jsonl")
+        state = RunState()
+        first = True
+        while not worker.is_cancelled:
+            new_events = list(events.read_new())
+            for event in new_events:
+                runner.apply_event(state, event)
+            alive = runner.run_alive(run_dir)
+            if new_events or first:
+                self.post_message(RunProgressed(run_dir, copy.deepcopy(state), alive))
+                first = False
+            if not alive:
+                # Read what the process wrote just before exiting, then report the end.
+                for event in events.read_new():
+                    runner.apply_event(state, event)
+                self.post_message(RunProgressed(run_dir, copy.deepcopy(state), False))
+                self.post_message(RunEnded(run_dir, runner.effective_status(state, False)))
+                return
+            time.sleep(POLL_S)
+
+    def on_run_progressed(self, message: RunProgressed) -> None:
+        if message.run_dir != self.watched:
+            return
+        self.state, self.alive = message.state, message.alive
+        state = self.state
+        self.status = runner.effective_status(state, self.alive)
+        if state.command and not self.query_one("#run-command", Static).content:
+            self.query_one("#run-command", Static).update(f"$ {state.command}")
+        self.query_one("#run-stage", Static).update(f"{state.stage} · {self.status}")
+        bar = self.query_one("#run-progress", ProgressBar)
+        if state.total_steps:
+            bar.update(total=state.total_steps, progress=state.step)
+        self.query_one("#loss-chart", LineChart).points = list(state.losses)
+        self.query_one("#lr-chart", LineChart).points = list(state.lrs)
+        lines = [state.message] + [f"error: {error}" for error in state.errors]
+        self.query_one("#run-message", Static).update("\n".join(line for line in lines if line))
+        self.refresh_stats()
+        if state.evals or self.status == "completed":
+            self.show_final_table()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if message.run_dir == self.watched:
+            self.status = message.status
+            self.query_one("#run-stage", Static).update(f"{self.state.stage} · {message.status}")
+            self.show_final_table()
+            self.notify(f"run {message.run_dir.name} {message.status}", title="Run")
+
+    def show_final_table(self) -> None:
+        metrics = runner.load_json(self.watched / "metrics.json") if self.watched else {}
+        if not metrics and self.state.evals:
+            metrics = dict(self.state.evals)
+        if not metrics:
+            return
+        table = self.query_one("#run-metrics", MetricsTable)
+        table.show_metrics(metrics)
+        table.display = True
+        self.query_one("#run-savings", Static).update(savings_line(metrics))
+
+    def refresh_stats(self) -> None:
+        state = self.state
+        elapsed = state.elapsed_s
+        if self.alive and state.last_event_at:
+            elapsed += time.time() - state.last_event_at
+        self.query_one("#run-timing", Static).update(
+            f"{state.step}/{state.total_steps or '?'}  elapsed {duration(elapsed)}  ETA {duration(state.eta_s)}")
+        since = f"{time.time() - state.last_event_at:.0f}s ago" if state.last_event_at else "–"
+        tokens = f"{state.tokens_per_s:,.0f}" if state.tokens_per_s is not None else "–"
+        memory = f"{state.memory_mb:,.0f} MB" if state.memory_mb is not None else "–"
+        loss = f"{state.losses[-1][1]:.4f}" if state.losses else "–"
+        lr = f"{state.lrs[-1][1]:.2e}" if state.lrs else "–"
+        self.query_one("#run-stats", Static).update(
+            f"loss {loss}   lr {lr}   tokens/s {tokens}   memory {memory}   "
+            f"checkpoints {len(state.checkpoints)}   last event {since}")
+
+    # -- actions ----------------------------------------------------------
+
+    def action_launch(self) -> None:
+        app = self.app
+        if self.watched is not None and runner.run_alive(self.watched):
+            self.notify("a run is already running: stop it first (s)", severity="warning")
+            return
+        if app.project is None:
+            self.notify("the project file has problems: fix them on the Author screen", severity="error")
+            return
+        if app.save_if_dirty():
+            self.notify("saved project.toml before launching")
+        run_dir = runner.new_run_dir(app.project_dir, app.project.name)
+        command = runner.build_command(app.project_dir, run_dir, app.project.distill.num_processes)
+        self.start(command, run_dir)
+
+    def action_resume(self) -> None:
+        if self.watched is None or self.status not in ("stopped", "interrupted", "failed"):
+            self.notify("only a stopped run can be resumed", severity="warning")
+            return
+        processes = self.app.project.distill.num_processes if self.app.project else 1
+        command = runner.build_command(self.app.project_dir, self.watched, processes, resume=True)
+        self.start(command, self.watched)
+
+    def start(self, command: list[str], run_dir: Path) -> None:
+        try:
+            runner.launch(command, run_dir)
+        except OSError as error:
+            self.notify(f"could not launch: {error}", severity="error")
+            return
+        self.app.run_dir = run_dir
+        self.post_message(RunLaunched(run_dir, runner.format_command(command)))
+        self.watch_run(run_dir)
+
+    def action_stop(self) -> None:
+        if self.watched is None or not runner.run_alive(self.watched):
+            self.notify("no running run to stop", severity="warning")
+            return
+        runner.request_stop(self.watched)
+        self.notify("stop requested: the run checkpoints, then stops")
+
+    def action_kill(self) -> None:
+        if self.watched is None or not runner.kill(self.watched):
+            self.notify("no running run to kill", severity="warning")
+            return
+        self.notify("run killed", severity="warning")
+
+    def action_results(self) -> None:
+        if self.watched is not None:
+            self.app.open_results(self.watched)

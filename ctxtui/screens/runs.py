@@ -1,0 +1,124 @@
+"""Runs: the project's run history; open a dashboard or results, compare two runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ctxtui import runner
+from ctxtui.screens.compare import CompareScreen
+
+REFRESH_S = 2.0
+
+
+def headline(info: runner.RunInfo) -> tuple[str, str, str, str]:
+    """(metric, teacher, before, after) for the first metric of the run's metrics.json."""
+    metrics = info.metrics
+    after = metrics.get("student_after") or {}
+    if not after:
+        return ("", "", "", "")
+    name = next(iter(after))
+
+    def value(role: str) -> str:
+        number = (metrics.get(role) or {}).get(name)
+        return f"{number:.3f}" if isinstance(number, (int, float)) else "–"
+
+    return (name, value("teacher"), value("student_before"), value("student_after"))
+
+
+class RunsScreen(Screen):
+    """One row per run folder under `PROJECT/runs/`, newest first."""
+
+    CSS_PATH = "runs.tcss"
+
+    BINDINGS = [
+        Binding("enter", "open_dashboard", "Dashboard"),
+        Binding("o", "open_results", "Results"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("ctrl+r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[runner.RunInfo] = []
+        self.marked: list[Path] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-title")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.HELP = "## Runs\n\nEvery run folder of this project. **enter** opens its dashboard, **o** its results; mark two with **space** and press **c** to compare their configs and metrics."
+        table.add_columns(" ", "run", "status", "date", "steps", "metric", "teacher", "before", "after")
+        self.action_refresh()
+        self.set_interval(REFRESH_S, self.action_refresh)
+
+    def commands(self):
+        yield SystemCommand("Open run dashboard", "The selected run on the Run screen (enter)",
+                            self.action_open_dashboard)
+        yield SystemCommand("Open run results", "The selected run on the Results screen (o)", self.action_open_results)
+        yield SystemCommand("Mark run for compare", "Mark / unmark the selected run (space)", self.action_mark)
+        yield SystemCommand("Compare two runs", "Configs and metrics side by side (c)", self.action_compare)
+
+    def action_refresh(self) -> None:
+        self.runs = runner.list_runs(self.app.project_dir)
+        table = self.query_one("#runs-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for info in self.runs:
+            steps = f"{info.state.step}/{info.state.total_steps}" if info.state.total_steps else "–"
+            table.add_row("●" if info.run_dir in self.marked else " ", info.name, info.status, info.date, steps,
+                          *headline(info), key=str(info.run_dir))
+        if self.runs:
+            table.move_cursor(row=min(cursor, len(self.runs) - 1))
+        self.query_one("#runs-title", Static).update(
+            f"{len(self.runs)} run(s) in {self.app.project_dir / 'runs'}" if self.runs else
+            "no runs yet: launch one on the Run screen (F3, then n)")
+
+    def selected(self) -> Path | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not self.runs:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return Path(key.value)
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def row_selected(self) -> None:
+        self.action_open_dashboard()
+
+    def action_open_dashboard(self) -> None:
+        if (run_dir := self.selected()) is not None:
+            self.app.open_run(run_dir)
+
+    def action_open_results(self) -> None:
+        if (run_dir := self.selected()) is not None:
+            self.app.open_results(run_dir)
+
+    def action_mark(self) -> None:
+        run_dir = self.selected()
+        if run_dir is None:
+            return
+        if run_dir in self.marked:
+            self.marked.remove(run_dir)
+        else:
+            self.marked = (self.marked + [run_dir])[-2:]
+        self.action_refresh()
+
+    def action_compare(self) -> None:
+        pair = list(self.marked)
+        selected = self.selected()
+        if len(pair) == 1 and selected is not None and selected not in pair:
+            pair.append(selected)
+        if len(pair) != 2:
+            self.notify("mark two runs with space (or one, then put the cursor on the other)", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(pair[0], pair[1]))

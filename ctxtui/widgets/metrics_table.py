@@ -1,0 +1,76 @@
+"""The teacher / student-before / student-after table, with deltas."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+ROLES = ("teacher", "student_before", "student_after")
+
+
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+def _delta(value: float | None) -> Text:
+    if value is None:
+        return Text("–")
+    style = "green" if value > 0 else "red" if value < 0 else ""
+    return Text(f"{value:+.3f}", style=style)
+
+
+class MetricsTable(DataTable):
+    """One row per metric; the screen calls `show_metrics(metrics)` with metrics.json's dict."""
+
+    HELP = """\
+## Before / after
+
+Each metric on the held-out inputs for the teacher (long prompt), the student
+before distillation and after it (short prompt). **Δ** is after minus before;
+**vs teacher** is after minus teacher (0 means the student caught up).
+"""
+
+    DEFAULT_CSS = """
+    MetricsTable { height: auto; max-height: 10; }
+    """
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        self.add_columns("metric", "teacher", "student before", "student after", "Δ", "vs teacher")
+
+    def show_metrics(self, metrics: dict) -> None:
+        self.clear()
+        names: list[str] = []
+        for role in ROLES:
+            for name in metrics.get(role, {}) or {}:
+                if name not in names:
+                    names.append(name)
+        for name in names:
+            teacher, before, after = (metrics.get(role, {}).get(name) for role in ROLES)
+            numeric = all(isinstance(v, (int, float)) for v in (before, after))
+            self.add_row(name, _cell(teacher), _cell(before), _cell(after),
+                         _delta(after - before if numeric else None),
+                         _delta(after - teacher if numeric and isinstance(teacher, (int, float)) else None),
+                         key=name)
+        kl = metrics.get("answer_kl") or {}
+        if kl:
+            before, after = kl.get("before"), kl.get("after")
+            numeric = isinstance(before, (int, float)) and isinstance(after, (int, float))
+            # Lower KL is better, so the delta's colour is flipped by negating it.
+            self.add_row("answer KL (↓)", "–", _cell(before), _cell(after),
+                         _delta(-(after - before) if numeric else None), "–", key="answer_kl")
+
+
+def savings_line(metrics: dict) -> str:
+    """'teacher 120.0 → student 14.0 prompt tokens (8.6×, saves 88%)'."""
+    tokens = metrics.get("prompt_tokens") or {}
+    teacher, student = tokens.get("teacher"), tokens.get("student")
+    if not isinstance(teacher, (int, float)) or not isinstance(student, (int, float)):
+        return ""
+    ratio = tokens.get("ratio") or (teacher / student if student else float("inf"))
+    saved = 1 - student / teacher if teacher else 0.0
+    count = metrics.get("count")
+    on = f" over {count} held-out inputs" if count else ""
+    return (f"prompt tokens per call: teacher {teacher:.1f} → student {student:.1f} "
+            f"({ratio:.1f}×, saves {saved:.0%}){on}")

@@ -1,0 +1,119 @@
+"""The Author screen: editing re-renders, template errors inline, a real preview, save keeps comments."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import tomlkit
+
+from ctxtui.app import CtxApp
+from ctxtui.screens.author import AuthorScreen
+from ctxtui.widgets.template_editor import TemplateEditor
+
+SIZE = (140, 44)
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
+    """Let the app run until `condition()` holds (workers post their results asynchronously)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {condition}")
+        await pilot.pause(0.05)
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def test_editing_teacher_template_rerenders_prompt(project_dir):
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, AuthorScreen)
+        await wait_for(pilot, lambda: screen.example is not None)
+        word = screen.example["input"]
+        assert f"Input: {word}" in text_of(app, "#teacher-prompt")
+        area = screen.query_one("#teacher-text")
+        area.focus()
+        area.move_cursor((0, 0))
+        await pilot.press(*"Please ")
+        assert text_of(app, "#teacher-prompt").startswith("Please Reverse the letters.")
+        assert app.project.teacher.template.startswith("Please ")
+        # Undo brings the original back.
+        await pilot.press("ctrl+z")
+        await pilot.pause()
+        assert text_of(app, "#teacher-prompt").startswith("Reverse the letters.")
+
+
+async def test_template_error_is_shown_inline_with_its_line(project_dir):
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        editor = screen.query_one("#student-editor", TemplateEditor)
+        editor.replace_text("Input: {{ input }}\nOops: {{ input | nosuchfilter }\n")
+        await pilot.pause()
+        assert editor.has_class("-error")
+        assert editor.error.startswith("line 2")
+        # Fixing it clears the error; the app never crashed.
+        editor.replace_text("Q: {{ input }}\nA: ")
+        await pilot.pause()
+        assert editor.error == ""
+        assert text_of(app, "#student-prompt").startswith("Q: ")
+
+
+async def test_preview_streams_teacher_and_highlights_extracted_answer(project_dir):
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.teacher_done and "verdict" in str(screen.query_one("#student-verdict").classes)
+                       and text_of(app, "#student-verdict") != "", timeout=60)
+        verdict = text_of(app, "#teacher-verdict")
+        assert ("match" in verdict) or ("no answer" in verdict)
+        # Token counts and their ratio are shown once the tokenizer is loaded.
+        assert "teacher/student tokens" in text_of(app, "#token-ratio")
+        # Switching the extractor to a regex re-extracts the same generation at once.
+        screen.query_one("#extract-kind").value = "regex"
+        screen.query_one("#extract-parameter").value = "."
+        generation = screen.generation
+        await wait_for(pilot, lambda: "answer:" in text_of(app, "#teacher-verdict") or not screen.teacher_text.strip())
+        assert screen.generation == generation
+
+
+async def test_save_keeps_comments_and_quit_never_loses_edits(project_dir):
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        screen.query_one("#student-editor", TemplateEditor).replace_text("Q: {{ input }}\nA: ")
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        saved = (project_dir / "project.toml").read_text()
+        assert "# A tiny test project (this comment must survive a save)" in saved
+        assert tomlkit.parse(saved)["student"]["template"] == "Q: {{ input }}\nA: "
+        screen.query_one("#teacher-editor", TemplateEditor).replace_text("Teach: {{ input }}\n")
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+    assert tomlkit.parse((project_dir / "project.toml").read_text())["teacher"]["template"] == "Teach: {{ input }}\n"
+
+
+async def test_external_editor_replaces_template(project_dir, tmp_path, monkeypatch):
+    script = tmp_path / "fake-editor"
+    script.write_text(f"#!{sys.executable}\nimport sys\nopen(sys.argv[1], 'w').write('From editor: {{{{ input }}}}')\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(script))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        screen.query_one("#student-text").focus()
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert text_of(app, "#student-prompt").startswith("From editor: ")
