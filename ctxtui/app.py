@@ -58,7 +58,7 @@ class CtxApp(App):
         self.run_dir: Path | None = None  # the run the Run screen watches
         self.results_run_dir: Path | None = None  # the run the Results screen shows
         self._attach = attach
-        self.sub_title = str(self.project_dir)
+        self.sub_title = self.project.name if self.project else self.project_dir.name
 
     def parse_project(self, text: str):
         return project_from_toml_text(self.project_dir, text)
@@ -75,17 +75,11 @@ class CtxApp(App):
     def open_run(self, run_dir: Path) -> None:
         """Show `run_dir` on the Run screen (a live run, or a finished one's record)."""
         self.run_dir = Path(run_dir)
-        self.switch_mode("run")
-        screen = self.screen
-        if isinstance(screen, RunScreen):
-            screen.watch_run(self.run_dir)
+        self.switch_mode("run")  # the screen picks up `run_dir` when it mounts or resumes
 
     def open_results(self, run_dir: Path) -> None:
         self.results_run_dir = Path(run_dir)
         self.switch_mode("results")
-        screen = self.screen
-        if isinstance(screen, ResultsScreen):
-            screen.show_run(self.results_run_dir)
 
     # -- actions ----------------------------------------------------------
 

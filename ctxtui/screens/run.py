@@ -173,14 +173,19 @@ class RunScreen(Screen):
             elapsed += time.time() - state.last_event_at
         self.query_one("#run-timing", Static).update(
             f"{state.step}/{state.total_steps or '?'}  elapsed {duration(elapsed)}  ETA {duration(state.eta_s)}")
-        since = f"{time.time() - state.last_event_at:.0f}s ago" if state.last_event_at else "–"
+        if not self.alive:
+            since = "run not running"  # an ended run's age would only tick up
+        elif state.last_event_at:
+            since = f"last event {time.time() - state.last_event_at:.0f}s ago"
+        else:
+            since = "no events yet"
         tokens = f"{state.tokens_per_s:,.0f}" if state.tokens_per_s is not None else "–"
         memory = f"{state.memory_mb:,.0f} MB" if state.memory_mb is not None else "–"
         loss = f"{state.losses[-1][1]:.4f}" if state.losses else "–"
         lr = f"{state.lrs[-1][1]:.2e}" if state.lrs else "–"
         self.query_one("#run-stats", Static).update(
             f"loss {loss}   lr {lr}   tokens/s {tokens}   memory {memory}   "
-            f"checkpoints {len(state.checkpoints)}   last event {since}")
+            f"checkpoints {len(state.checkpoints)}   {since}")
 
     # -- actions ----------------------------------------------------------
 
