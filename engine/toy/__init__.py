@@ -1,0 +1,26 @@
+"""The project's own tiny model family: char tokenizer, small Llama, synthetic tasks.
+
+`toy-base/` (shipped in the repo) is pretrained by `python -m engine.toy.pretrain`;
+see its TRAINING.md. It lets the whole workbench run offline in minutes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.toy.model import build_toy_model, toy_llama_config
+from engine.toy.tokenizer import build_char_tokenizer
+
+TOY_BASE_DIR = Path(__file__).parent / "toy-base"
+
+# Names that resolve to a model folder shipped inside the package.
+_TOY_MODELS = {"toy-base": TOY_BASE_DIR}
+
+
+def resolve_toy_model(name: str) -> Path | None:
+    """Folder of a shipped toy model for `name`, or None if it is not one of ours."""
+    return _TOY_MODELS.get(name)
+
+
+__all__ = ["TOY_BASE_DIR", "build_char_tokenizer", "build_toy_model", "resolve_toy_model",
+           "toy_llama_config"]

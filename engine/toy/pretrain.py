@@ -1,0 +1,259 @@
+"""Pretrain the embedded "toy-base" model on the synthetic tasks in `tasks.py`.
+
+    python -m engine.toy.pretrain --out engine/toy/toy-base --seed 0 --minutes 40
+
+Readable on purpose: one loop, freshly generated examples every step (no
+dataset to store, no epoch to overfit), loss only on the completion (the
+prompt's input word/numbers are random, there is nothing to learn in them).
+
+The learning rate follows warmup + cosine over the run's progress, where
+progress = max(step / --steps, elapsed / --minutes): whichever budget runs out
+first, the schedule has annealed by then. With a --steps budget that binds
+before the time limit the run is fully determined by --seed.
+
+The output folder gets a checkpoint every --save-every-minutes, so an
+interrupted run still leaves a loadable model, and at the end the final model,
+tokenizer, generation_config and a TRAINING.md with measured accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig
+
+from engine.toy import tasks
+from engine.toy.model import build_toy_model
+from engine.toy.tokenizer import build_char_tokenizer
+
+# Mixture weights. 4-digit scratch-pad addition is what the sample project's
+# teacher must do reliably, so it gets the most weight; the direct form is
+# shown ONLY for 1-2 digits (format familiar, 4-digit direct sums unknown).
+# The instruction-less "Input: x\nOutput: " prompt never appears.
+MIXTURE: dict[tuple, float] = {
+    **{("instruction", name): 1.0 for name in tasks.INSTRUCTION_TASKS},
+    ("scratchpad", 1): 0.15,
+    ("scratchpad", 2): 0.3,
+    ("scratchpad", 3): 0.6,
+    ("scratchpad", 4): 2.5,
+    ("scratchpad", 5): 0.6,
+    ("scratchpad", 6): 0.3,
+    ("direct", 1): 0.4,
+    ("direct", 2): 0.6,
+}
+
+
+def sample_example(rng: random.Random, kind: tuple) -> tuple[str, str]:
+    """One (prompt, completion) pair of the given mixture component."""
+    family, arg = kind
+    if family == "instruction":
+        x = tasks.random_word(rng)
+        return tasks.instruction_prompt(arg, x), tasks.instruction_completion(arg, x)
+    a, b = tasks.random_number(rng, arg), tasks.random_number(rng, arg)
+    if family == "scratchpad":
+        return tasks.scratchpad_prompt(a, b), tasks.scratchpad_completion(a, b)
+    return tasks.direct_addition_prompt(a, b), tasks.direct_addition_completion(a, b)
+
+
+def make_batch(rng: random.Random, tokenizer, batch_size: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 on prompt and padding, so loss = completion + EOS."""
+    kinds = rng.choices(list(MIXTURE), weights=list(MIXTURE.values()), k=batch_size)
+    rows = []
+    for kind in kinds:
+        prompt, completion = sample_example(rng, kind)
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        c = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        rows.append((p + c, [-100] * len(p) + c))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+# --- evaluation --------------------------------------------------------------
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int,
+             temperature: float = 0.0, batch_size: int = 100) -> list[str]:
+    """Decode completions (greedy when temperature == 0), cut at EOS."""
+    tokenizer.padding_side = "left"
+    outs = []
+    for i in range(0, len(prompts), batch_size):
+        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=False)
+        kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
+            if temperature > 0 else {"do_sample": False}
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id, **kwargs)
+        outs += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+    return outs
+
+
+def evaluate(model, tokenizer, n: int, seed: int, temperature: float = 0.0) -> dict[str, float]:
+    """Exact-match accuracy per task on n fresh examples each (own seeded RNG)."""
+    rng = random.Random(seed)
+    model.eval()
+    results = {}
+    for name in tasks.INSTRUCTION_TASKS:
+        words = [tasks.random_word(rng) for _ in range(n)]
+        outs = generate(model, tokenizer, [tasks.instruction_prompt(name, x) for x in words], 24,
+                        temperature)
+        results[name] = _exact(outs, [tasks.instruction_completion(name, x) for x in words])
+    pairs = [tasks.addition_inputs(rng, 4) for _ in range(n)]
+    outs = generate(model, tokenizer, [tasks.scratchpad_prompt(p["a"], p["b"]) for p in pairs], 80,
+                    temperature)
+    results["scratchpad4"] = sum(tasks.scratchpad_answer(o) == p["label"]
+                                 for o, p in zip(outs, pairs)) / n
+    outs = generate(model, tokenizer, [tasks.direct_addition_prompt(p["a"], p["b"]) for p in pairs],
+                    10, temperature)
+    results["direct4"] = _exact(outs, [p["label"] + "\n" for p in pairs])
+    # The distilled student's prompt: no instruction. Scored against "reverse"
+    # to show the model cannot tell what is wanted before distillation.
+    words = [tasks.random_word(rng) for _ in range(n)]
+    outs = generate(model, tokenizer, [tasks.bare_prompt(x) for x in words], 24, temperature)
+    results["bare_reverse"] = _exact(outs, [x[::-1] + "\n" for x in words])
+    model.train()
+    return results
+
+
+def _exact(outs: list[str], targets: list[str]) -> float:
+    # Generation may stop at EOS right after the final newline or run on; compare the first line.
+    return sum(o.split("\n")[0] == t.split("\n")[0] for o, t in zip(outs, targets)) / len(targets)
+
+
+def _fmt(acc: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.2f}" for k, v in acc.items())
+
+
+# --- saving ------------------------------------------------------------------
+
+def save(model, tokenizer, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=96)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.padding_side = "right"
+    tokenizer.save_pretrained(out)
+
+
+def write_training_md(out: Path, args, argv: list[str], steps: int, wall: float, n_params: int,
+                      greedy: dict, sampled: dict) -> None:
+    table = "\n".join(f"| {k} | {greedy[k]:.3f} | {sampled[k]:.3f} |" for k in greedy)
+    mb = (out / "model.safetensors").stat().st_size / 1e6
+    (out / "TRAINING.md").write_text(f"""# toy-base
+
+A {n_params / 1e6:.2f}M-parameter character-level Llama ({mb:.1f} MB safetensors),
+pretrained from scratch by `engine/toy/pretrain.py` on synthetic tasks (`engine/toy/tasks.py`).
+
+Command (run from the repository root):
+
+    python -m engine.toy.pretrain {' '.join(argv)}
+
+- seed: {args.seed}
+- size: hidden {args.hidden}, {args.layers} layers, {args.heads} heads
+- batch {args.batch}, peak lr {args.lr}, warmup {args.warmup}, AdamW wd {args.weight_decay}
+- steps trained: {steps} (time budget {args.minutes} min, step budget {args.steps})
+- wall time: {wall / 60:.1f} min on {torch.get_num_threads()} CPU threads
+
+Prompts are encoded without BOS; each training sequence is prompt + completion + EOS,
+with loss only on completion + EOS.
+
+## Accuracy ({args.eval_n} fresh examples per task, exact match)
+
+| task | greedy | sampled, temperature 1.0 |
+|---|---|---|
+{table}
+
+- instruction tasks (reverse ... count): prompt `"<instruction>\\nInput: x\\nOutput: "`.
+- scratchpad4: 4-digit `"Add with steps: a+b\\n"`, the number on the `Answer:` line.
+- direct4: 4-digit `"Add: a+b\\nAnswer: "` (never pretrained on for more than 2 digits).
+- bare_reverse: `"Input: x\\nOutput: "` with no instruction (never pretrained on), scored as reverse.
+""")
+
+
+# --- training ----------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "toy-base")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for training")
+    ap.add_argument("--steps", type=int, default=100_000, help="step budget for training")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--save-every-minutes", type=float, default=5.0)
+    ap.add_argument("--eval-n", type=int, default=200, help="examples per task in the final eval")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(2)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    tokenizer = build_char_tokenizer()
+    model = build_toy_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+                            num_heads=args.heads)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"params {n_params / 1e6:.2f}M", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                            betas=(0.9, 0.98))
+    budget_s = args.minutes * 60
+    start = last_save = time.time()
+    model.train()
+    step, running = 0, 0.0
+    while True:
+        elapsed = time.time() - start
+        progress = max(step / args.steps, elapsed / budget_s)
+        if progress >= 1.0:
+            break
+        # Linear warmup, then cosine from the peak down to 10% of it.
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = model(**make_batch(rng, tokenizer, args.batch)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        running += loss.item()
+        if step % args.log_every == 0:
+            print(f"step {step} loss {running / args.log_every:.4f} lr {lr:.2e} "
+                  f"{(time.time() - start) / step:.2f}s/step elapsed {elapsed / 60:.1f}m", flush=True)
+            running = 0.0
+        if step % args.eval_every == 0:
+            print(f"eval step {step}: {_fmt(evaluate(model, tokenizer, 50, seed=10_000 + step))}", flush=True)
+        if time.time() - last_save > args.save_every_minutes * 60:
+            save(model, tokenizer, args.out)
+            last_save = time.time()
+            print(f"checkpoint saved at step {step}", flush=True)
+    wall = time.time() - start
+    save(model, tokenizer, args.out)
+    print(f"trained {step} steps in {wall / 60:.1f} min; final evaluation...", flush=True)
+    # Fixed eval seeds, distinct from the training stream.
+    greedy = evaluate(model, tokenizer, args.eval_n, seed=123_456)
+    print(f"final greedy: {_fmt(greedy)}", flush=True)
+    sampled = evaluate(model, tokenizer, args.eval_n, seed=123_456, temperature=1.0)
+    print(f"final sampled T=1: {_fmt(sampled)}", flush=True)
+    write_training_md(args.out, args, argv, step, wall, n_params, greedy, sampled)
+    print(f"saved to {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
