@@ -46,7 +46,8 @@ class CtxApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, project_dir: Path, *, attach: bool = True):
+    def __init__(self, project_dir: Path, *, attach: bool = True, start_mode: str = "author"):
+        self.DEFAULT_MODE = start_mode  # read by App.__init__: the first screen shown
         super().__init__()
         self.project_dir = Path(project_dir).resolve()
         self.project_file = ProjectFile(self.project_dir)
@@ -55,20 +56,17 @@ class CtxApp(App):
             self.project = self.parse_project(self.project_file.text())
         except ConfigError:
             pass  # the Author screen shows the problems and lets the user fix them
-        self.run_dir: Path | None = None  # the run the Run screen watches
+        # The run the Run screen watches: a run still alive from an earlier session, if any.
+        self.run_dir: Path | None = runner.find_running_run(self.project_dir) if attach else None
         self.results_run_dir: Path | None = None  # the run the Results screen shows
-        self._attach = attach
         self.sub_title = self.project.name if self.project else self.project_dir.name
 
     def parse_project(self, text: str):
         return project_from_toml_text(self.project_dir, text)
 
     def on_mount(self) -> None:
-        if self._attach:
-            running = runner.find_running_run(self.project_dir)
-            if running is not None:
-                self.run_dir = running
-                self.notify(f"reattached to running run {running.name}", title="Run")
+        if self.run_dir is not None:
+            self.notify(f"reattached to running run {self.run_dir.name} (F3)", title="Run")
 
     # -- navigation -------------------------------------------------------
 

@@ -32,7 +32,7 @@ async def test_run_screen_follows_scripted_events_and_shows_final_table(project_
     run_dir = write_run(project_dir, events=events[:7], results=False)  # 2 status + 5 train events
     (run_dir / "pid").write_text(f"{live_pid}\n")
     (run_dir / "command").write_text("python -m engine.cli run demo\n")
-    app = CtxApp(project_dir)  # finds the live run and reattaches
+    app = CtxApp(project_dir, start_mode="runs")  # finds the live run and reattaches
     async with app.run_test(size=SIZE) as pilot:
         assert app.run_dir == run_dir
         await pilot.press("f3")
@@ -63,7 +63,7 @@ async def test_run_screen_follows_scripted_events_and_shows_final_table(project_
 
 async def test_results_table_filters_search_and_diff(project_dir):
     write_run(project_dir)
-    app = CtxApp(project_dir, attach=False)
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
         screen = app.screen
@@ -103,7 +103,7 @@ def test_inline_diff_marks_changes():
 async def test_runs_history_open_and_compare(project_dir):
     write_run(project_dir, "20260101T000000Z-demo")
     write_run(project_dir, "20260102T000000Z-demo", config_note="\n# second run\n")
-    app = CtxApp(project_dir, attach=False)
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f8")
         screen = app.screen
@@ -129,7 +129,7 @@ async def test_runs_history_open_and_compare(project_dir):
 
 
 async def test_every_screen_action_is_in_the_command_palette(project_dir):
-    app = CtxApp(project_dir, attach=False)
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
     async with app.run_test(size=SIZE) as pilot:
         titles = {command.title for command in app.get_system_commands(app.screen)}
         assert {"Author", "Run", "Results", "Runs", "Save project", "Toggle light/dark"} <= titles
