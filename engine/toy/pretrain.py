@@ -61,21 +61,41 @@ def sample_example(rng: random.Random, kind: tuple) -> tuple[str, str]:
     return tasks.direct_addition_prompt(a, b), tasks.direct_addition_completion(a, b)
 
 
-def make_batch(rng: random.Random, tokenizer, batch_size: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch; labels are -100 on prompt and padding, so loss = completion + EOS."""
-    kinds = rng.choices(list(MIXTURE), weights=list(MIXTURE.values()), k=batch_size)
-    rows = []
-    for kind in kinds:
-        prompt, completion = sample_example(rng, kind)
-        p = tokenizer(prompt, add_special_tokens=False).input_ids
-        c = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        rows.append((p + c, [-100] * len(p) + c))
+def encode_example(rng: random.Random, tokenizer) -> tuple[list[int], list[int]]:
+    """One mixture example as (input ids, labels); labels are -100 on the prompt,
+    so the loss covers only completion + EOS."""
+    kind = rng.choices(list(MIXTURE), weights=list(MIXTURE.values()))[0]
+    prompt, completion = sample_example(rng, kind)
+    p = tokenizer(prompt, add_special_tokens=False).input_ids
+    c = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return p + c, [-100] * len(p) + c
+
+
+def collate(rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row; padding is masked out of attention and loss."""
     width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
     attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def make_batch(rng: random.Random, tokenizer, batch_size: int) -> dict[str, torch.Tensor]:
+    """A batch of fresh random examples."""
+    return collate([encode_example(rng, tokenizer) for _ in range(batch_size)], tokenizer.pad_token_id)
+
+
+def length_bucketed_batches(rng: random.Random, tokenizer, batch_size: int, group: int = 8):
+    """Endless batches; each draws `group` batches' worth of examples, sorts them by
+    length and cuts them into batches, so little compute is spent on padding
+    (lengths range from ~30 to ~120 characters)."""
+    while True:
+        rows = sorted((encode_example(rng, tokenizer) for _ in range(batch_size * group)),
+                      key=lambda r: len(r[0]))
+        batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+        rng.shuffle(batches)
+        for b in batches:
+            yield collate(b, tokenizer.pad_token_id)
 
 
 # --- evaluation --------------------------------------------------------------
@@ -163,7 +183,7 @@ Command (run from the repository root):
 - size: hidden {args.hidden}, {args.layers} layers, {args.heads} heads
 - batch {args.batch}, peak lr {args.lr}, warmup {args.warmup}, AdamW wd {args.weight_decay}
 - steps trained: {steps} (time budget {args.minutes} min, step budget {args.steps})
-- wall time: {wall / 60:.1f} min on {torch.get_num_threads()} CPU threads
+- wall time: {wall / 60:.1f} min with {args.threads} torch thread(s), on a 2-core CPU shared with other jobs
 
 Prompts are encoded without BOS; each training sequence is prompt + completion + EOS,
 with loss only on completion + EOS.
@@ -200,10 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--save-every-minutes", type=float, default=5.0)
+    # 2 threads suit an idle 2-core machine; when other jobs share the cores,
+    # OpenMP threads wait on each other at every small matmul and 1 is faster.
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-n", type=int, default=200, help="examples per task in the final eval")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     tokenizer = build_char_tokenizer()
@@ -216,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     budget_s = args.minutes * 60
     start = last_save = time.time()
     model.train()
+    batches = length_bucketed_batches(rng, tokenizer, args.batch)
     step, running = 0, 0.0
     while True:
         elapsed = time.time() - start
@@ -226,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = model(**make_batch(rng, tokenizer, args.batch)).loss
+        loss = model(**next(batches)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
