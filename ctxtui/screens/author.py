@@ -52,10 +52,10 @@ class AuthorScreen(Screen):
     CSS_PATH = "author.tcss"
 
     BINDINGS = [
-        Binding("ctrl+o", "edit_externally", "$EDITOR", tooltip="Edit the focused template in $EDITOR"),
+        Binding("ctrl+o", "edit_externally", "Editor", tooltip="Edit the focused template in $EDITOR"),
         Binding("ctrl+r", "regenerate", "Regenerate", tooltip="Sample the teacher again for this input"),
         Binding("ctrl+down", "next_input", "Next input"),
-        Binding("ctrl+up", "previous_input", "Prev input"),
+        Binding("ctrl+up", "previous_input", "Prev input", show=False),
     ]
 
     def __init__(self) -> None:
@@ -174,7 +174,7 @@ class AuthorScreen(Screen):
         student_panel.border_subtitle = f"{student} tokens"
         ratio = teacher / student if student else float("inf")
         self.query_one("#token-ratio", Static).update(
-            f"teacher/student tokens: {teacher}/{student} = {ratio:.1f}×  (saves {teacher - student} per call)")
+            f"tokens {teacher} → {student}: {ratio:.1f}× fewer")
 
     # -- preview --------------------------------------------------------------
 

@@ -21,11 +21,12 @@ class ResultsScreen(Screen):
     """What one run achieved: teacher vs student before vs student after."""
 
     CSS_PATH = "results.tcss"
+    AUTO_FOCUS = "#results-samples"
 
     BINDINGS = [
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search"),
-        Binding("enter", "detail", "Diff", show=True),
+        Binding("enter", "detail", "Diff", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
 

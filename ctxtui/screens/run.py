@@ -53,6 +53,7 @@ class RunScreen(Screen):
         self.watched: Path | None = None
         self.state = RunState()
         self.alive = False
+        self.seen_alive = False
         self.status = "no run"
 
     def compose(self) -> ComposeResult:
@@ -95,6 +96,7 @@ class RunScreen(Screen):
     def watch_run(self, run_dir: Path) -> None:
         self.watched = Path(run_dir)
         self.state, self.alive = RunState(), runner.run_alive(self.watched)
+        self.seen_alive = self.alive
         self.query_one("#run-title", Static).update(f"run {self.watched.name}")
         command_file = self.watched / "command"
         command = command_file.read_text().strip() if command_file.exists() else ""
@@ -132,6 +134,7 @@ class RunScreen(Screen):
         if message.run_dir != self.watched:
             return
         self.state, self.alive = message.state, message.alive
+        self.seen_alive = self.seen_alive or message.alive
         state = self.state
         self.status = runner.effective_status(state, self.alive)
         if state.command and not self.query_one("#run-command", Static).content:
@@ -153,7 +156,8 @@ class RunScreen(Screen):
             self.status = message.status
             self.query_one("#run-stage", Static).update(f"{self.state.stage} · {message.status}")
             self.show_final_table()
-            self.notify(f"run {message.run_dir.name} {message.status}", title="Run")
+            if self.seen_alive:  # news only for a run that ended while we watched
+                self.notify(f"run {message.run_dir.name} {message.status}", title="Run")
 
     def show_final_table(self) -> None:
         metrics = runner.load_json(self.watched / "metrics.json") if self.watched else {}
@@ -174,7 +178,7 @@ class RunScreen(Screen):
         self.query_one("#run-timing", Static).update(
             f"{state.step}/{state.total_steps or '?'}  elapsed {duration(elapsed)}  ETA {duration(state.eta_s)}")
         if not self.alive:
-            since = "run not running"  # an ended run's age would only tick up
+            since = "not running"  # an ended run's age would only tick up
         elif state.last_event_at:
             since = f"last event {time.time() - state.last_event_at:.0f}s ago"
         else:

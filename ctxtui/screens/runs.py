@@ -37,7 +37,7 @@ class RunsScreen(Screen):
     CSS_PATH = "runs.tcss"
 
     BINDINGS = [
-        Binding("enter", "open_dashboard", "Dashboard"),
+        Binding("enter", "open_dashboard", "Dashboard", priority=True),
         Binding("o", "open_results", "Results"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
@@ -81,7 +81,7 @@ class RunsScreen(Screen):
         if self.runs:
             table.move_cursor(row=min(cursor, len(self.runs) - 1))
         self.query_one("#runs-title", Static).update(
-            f"{len(self.runs)} run(s) in {self.app.project_dir / 'runs'}" if self.runs else
+            f"{len(self.runs)} run(s) in {self.app.project_dir.name}/runs/" if self.runs else
             "no runs yet: launch one on the Run screen (F3, then n)")
 
     def selected(self) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 FILTERS = {
@@ -66,6 +67,8 @@ One row per held-out input: ✓ / ✗ mark answers judged correct. **enter**
 opens a diff of the teacher's and the student's outputs; **f** cycles the
 filter, **/** searches.
 """
+
+    BINDINGS = [Binding("enter", "select_cursor", "Diff")]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"

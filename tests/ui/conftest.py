@@ -72,7 +72,10 @@ def toy_model_dir(tmp_path_factory) -> Path:
     from engine.toy.model import build_toy_model
     from engine.toy.tokenizer import build_char_tokenizer
 
+    import torch
+
     folder = tmp_path_factory.mktemp("toy-model")
+    torch.manual_seed(0)  # the same random weights every session: snapshots see the same outputs
     tokenizer = build_char_tokenizer()
     model = build_toy_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2)
     model.save_pretrained(folder)
@@ -80,9 +83,11 @@ def toy_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def write_project(folder: Path, model: str = "toy-base", count: int = 16, max_steps: int = 4) -> Path:
+def write_project(folder: Path, model: str = "toy-base", count: int = 16, max_steps: int = 4,
+                  temperature: float = 1.0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "project.toml").write_text(PROJECT_TOML.format(model=model, count=count, max_steps=max_steps))
+    text = PROJECT_TOML.format(model=model, count=count, max_steps=max_steps)
+    (folder / "project.toml").write_text(text.replace("temperature = 1.0", f"temperature = {temperature}"))
     (folder / "tasks.py").write_text(TASKS_PY)
     return folder
 
@@ -120,8 +125,9 @@ SAMPLES = [
 ]
 
 
-def scripted_events(total_steps: int = 10, done: bool = True, pid: int | None = None) -> list[dict]:
-    start = time.time() - 30
+def scripted_events(total_steps: int = 10, done: bool = True, pid: int | None = None,
+                    start: float | None = None) -> list[dict]:
+    start = time.time() - 30 if start is None else start
     events = [{"type": "status", "time": start, "stage": "setup", "message": "loading model", "pid": pid,
                "command": "ctxdistill run demo"},
               {"type": "status", "time": start + 1, "stage": "teacher", "message": "sampling the teacher",

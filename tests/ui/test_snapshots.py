@@ -1,0 +1,64 @@
+"""SVG snapshots that guard the layout of each screen (update with --snapshot-update)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import scripted_events, write_project, write_run
+from ctxtui.app import CtxApp
+from test_author import wait_for
+
+SIZE = (130, 40)
+START = 1767225600.0  # 2026-01-01 00:00 UTC: fixed, so dates and durations do not drift
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    """Dates in the Runs table are local time: pin the zone so the snapshot is the same anywhere."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def finished_project(tmp_path, toy_model_dir):
+    project = write_project(tmp_path / "demo", model=str(toy_model_dir), temperature=0.0)
+    run_dir = write_run(project, "20260101T000000Z-demo", events=scripted_events(start=START))
+    (run_dir / "command").write_text("python -m engine.cli run demo --run-dir runs/20260101T000000Z-demo\n")
+    return project, run_dir
+
+
+def test_author_snapshot(snap_compare, tmp_path, toy_model_dir):
+    project, _ = finished_project(tmp_path, toy_model_dir)
+
+    async def until_preview_done(pilot):
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.teacher_done and str(screen.query_one("#student-verdict").render()) != "",
+                       timeout=60)
+        await pilot.pause()
+
+    assert snap_compare(CtxApp(project, attach=False), terminal_size=SIZE, run_before=until_preview_done)
+
+
+def test_run_dashboard_snapshot(snap_compare, tmp_path, toy_model_dir):
+    project, run_dir = finished_project(tmp_path, toy_model_dir)
+
+    async def open_run(pilot):
+        pilot.app.open_run(run_dir)
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "status", "") == "completed")
+        await pilot.pause()
+
+    assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE, run_before=open_run)
+
+
+def test_results_snapshot(snap_compare, tmp_path, toy_model_dir):
+    project, _ = finished_project(tmp_path, toy_model_dir)
+    assert snap_compare(CtxApp(project, attach=False, start_mode="results"), terminal_size=SIZE)
+
+
+def test_runs_snapshot(snap_compare, tmp_path, toy_model_dir):
+    project, _ = finished_project(tmp_path, toy_model_dir)
+    assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE)
