@@ -197,7 +197,11 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
     events = EventWriter(run_dir / "events.jsonl")
     events.listeners.extend(listeners)
     try:
-        _, eval_inputs = load_inputs(project)
+        model = tokenizer = None
+        if project.inputs.source == "fewshot":  # the inputs are sampled from the model, as in the run
+            model, tokenizer = load_model(project.model, project.dir)
+        _, eval_inputs = load_inputs(project, model, tokenizer)
+        del model
         baselines = {path.name: str(path) for path in sorted((run_dir / "baselines").glob("*"))
                      if (path / "config.json").exists() and not path.name.endswith("-scratch")}
         metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events, baselines)

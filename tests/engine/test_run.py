@@ -245,3 +245,21 @@ def test_engine_imports_without_textual():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
+
+
+def test_fewshot_inputs_run_and_reevaluate(tmp_path, char_model_dir):
+    # Inputs invented by the model itself (paper 3.1); `eval` must draw the same held-out inputs again.
+    project = write_project(tmp_path / "fewshot", char_model_dir, count=4, eval_count=2, max_steps=1,
+                            extract=IDENTITY_UNSTRIPPED, metrics='["rouge_l"]')
+    text = (project / "project.toml").read_text()
+    text = text.replace('source = "python"\nfunction = "tasks:reverse_inputs"',
+                        'source = "fewshot"\nfewshot_prompt = "abc\\nhgf\\nbad\\n"\nfewshot_max_new_tokens = 8')
+    text = text.replace('reference = "label"', 'reference = "teacher"')
+    (project / "project.toml").write_text(text)
+    assert main(["run", str(project), "--quiet"]) == 0
+    run_dir = only_run(project)
+    inputs = [json.loads(line)["input"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(inputs) == 2 and all(example["input"] for example in inputs)
+    assert main(["eval", str(run_dir)]) == 0
+    again = [json.loads(line)["input"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert again == inputs
