@@ -156,9 +156,11 @@ def format_table(metrics: dict) -> str:
     rows = [key for key in ("teacher", "student_before", "student_after", "student_after_teacher_template") if key in metrics]
     rows += sorted(key for key in metrics if key.startswith("baseline_"))
     names = sorted({name for row in rows for name in metrics[row]})
-    lines = [f"{'':<32}" + "".join(f"{name:>14}" for name in names)]
+    widths = [max(14, len(name) + 2) for name in names]  # a long metric name (`module:function`) keeps its column
+    lines = [f"{'':<32}" + "".join(f"{name:>{width}}" for name, width in zip(names, widths))]
     for row in rows:
-        lines.append(f"{row:<32}" + "".join(f"{metrics[row].get(name, float('nan')):>14.3f}" for name in names))
+        lines.append(f"{row:<32}" + "".join(f"{metrics[row].get(name, float('nan')):>{width}.3f}"
+                                            for name, width in zip(names, widths)))
     prompt, total, kl = metrics.get("prompt_tokens"), metrics.get("inference_tokens"), metrics.get("answer_kl")
     if prompt:
         lines.append(f"prompt tokens: teacher {prompt['teacher']}, student {prompt['student']} ({prompt['ratio']}x fewer)")
