@@ -60,5 +60,8 @@ def render_prompts(project, example: dict) -> tuple[str, str]:
 
 def apply_chat_template(tokenizer, prompt: str) -> str:
     """Wrap a rendered prompt as one user turn for chat models (`model.chat_template`)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise TemplateError("chat", f"`model.chat_template` = true, but the tokenizer of {tokenizer.name_or_path!r} "
+                                    "has no chat template (a base model?); set `model.chat_template = false`")
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)

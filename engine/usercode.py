@@ -19,8 +19,10 @@ def load_callable(project_dir: Path, reference: str, key: str) -> Callable:
     path = Path(project_dir) / (module_name.replace(".", "/") + ".py")
     if not path.exists():
         raise EngineError(f"`{key}` = {reference!r}: no file {path}")
-    # A unique module name per project folder, so two projects' tasks.py never collide.
-    unique_name = f"ctxdistill_project_{abs(hash(str(path.resolve())))}_{module_name.replace('.', '_')}"
+    # A unique module name per project folder, so two projects' tasks.py never collide; the file's
+    # mtime is part of it so a long-lived process (the TUI) picks up edits to tasks.py.
+    unique_name = (f"ctxdistill_project_{abs(hash(str(path.resolve())))}_{path.stat().st_mtime_ns}"
+                   f"_{module_name.replace('.', '_')}")
     module = sys.modules.get(unique_name)
     if module is None:
         spec = importlib.util.spec_from_file_location(unique_name, path)

@@ -150,3 +150,23 @@ def test_cli_bad_project_subprocess_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "not valid TOML" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_chat_template_wraps_prompts(bpe_tokenizer):
+    from copy import deepcopy
+
+    from engine.templates import apply_chat_template
+
+    tokenizer = deepcopy(bpe_tokenizer)
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    assert apply_chat_template(tokenizer, "Reverse: abc") == "<user>Reverse: abc</user><assistant>"
+
+
+def test_chat_template_on_a_tokenizer_without_one_is_a_clear_error(bpe_tokenizer):
+    from engine.errors import EngineError
+    from engine.templates import apply_chat_template
+
+    assert bpe_tokenizer.chat_template is None
+    with pytest.raises(EngineError, match="`model.chat_template` = true.*no chat template"):
+        apply_chat_template(bpe_tokenizer, "Reverse: abc")

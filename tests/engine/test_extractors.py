@@ -98,3 +98,16 @@ def test_token_span_with_bpe_merged_tokens(bpe_tokenizer, tmp_path):
     decoded = bpe_tokenizer.decode(ids[span.start:span.end])
     assert decoded.strip() == "the letters" and decoded.endswith("\n")
     assert bpe_tokenizer.decode(ids[:span.start]).endswith(("Answer:", "Answer: "))
+
+
+def test_an_edited_tasks_py_is_reloaded(tmp_path):
+    import os
+
+    (tmp_path / "tasks.py").write_text("def pick(text):\n    return text[:1]\n")
+    extractor = Extractor(ExtractConfig(kind="callable", function="tasks:pick"), tmp_path)
+    assert extractor.find("abc").text == "a"
+    # The TUI keeps one process while the user edits tasks.py: the next extractor sees the edit.
+    (tmp_path / "tasks.py").write_text("def pick(text):\n    return text[-1:]\n")
+    stat = (tmp_path / "tasks.py").stat()
+    os.utime(tmp_path / "tasks.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert Extractor(ExtractConfig(kind="callable", function="tasks:pick"), tmp_path).find("abc").text == "c"
