@@ -163,11 +163,3 @@ def write_run(project: Path, name: str = "20260101T000000Z-demo", events=None, r
 def anyio_backend():
     return "asyncio"
 
-
-def pytest_collection_modifyitems(items):
-    import inspect
-
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function) and "tests/ui" in str(item.path):
-            item.add_marker(pytest.mark.anyio)

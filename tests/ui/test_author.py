@@ -12,6 +12,8 @@ from ctxtui.app import CtxApp
 from ctxtui.screens.author import AuthorScreen
 from ctxtui.widgets.template_editor import TemplateEditor
 
+pytestmark = pytest.mark.anyio  # async tests run on asyncio (anyio_backend in conftest)
+
 SIZE = (140, 44)
 
 

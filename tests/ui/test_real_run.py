@@ -13,6 +13,8 @@ from ctxtui.screens.run import RunScreen
 from test_author import SIZE, wait_for
 
 
+pytestmark = pytest.mark.anyio  # async tests run on asyncio (anyio_backend in conftest)
+
 def engine_cli_problem() -> str | None:
     """Why the real engine CLI cannot run here, or None when it can."""
     if importlib.util.find_spec("engine.cli") is None:

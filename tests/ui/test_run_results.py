@@ -18,6 +18,8 @@ from ctxtui.widgets.line_chart import LineChart
 from test_author import SIZE, text_of, wait_for
 
 
+pytestmark = pytest.mark.anyio  # async tests run on asyncio (anyio_backend in conftest)
+
 @pytest.fixture
 def live_pid():
     """A process that stands in for a running engine (its pid goes in RUN_DIR/pid)."""

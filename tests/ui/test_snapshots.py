@@ -36,6 +36,8 @@ def test_author_snapshot(snap_compare, tmp_path, toy_model_dir):
 
     async def until_preview_done(pilot):
         screen = pilot.app.screen
+        for widget in screen.query("TextArea, Input"):
+            widget.cursor_blink = False  # a blinking cursor would make the snapshot flaky
         await wait_for(pilot, lambda: screen.teacher_done and str(screen.query_one("#student-verdict").render()) != "",
                        timeout=60)
         await pilot.pause()
