@@ -1,0 +1,34 @@
+"""Every shipped project is a test case (style.md point 5): it loads, validates, draws inputs, renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_project
+from engine.extractors import Extractor
+from engine.sources import load_inputs
+from engine.templates import render_prompts
+
+SAMPLE_PROJECTS = sorted((Path(__file__).resolve().parents[2] / "sample_projects").glob("*/project.toml"))
+
+
+def test_there_are_sample_projects():
+    assert SAMPLE_PROJECTS
+
+
+@pytest.mark.parametrize("project_file", SAMPLE_PROJECTS, ids=lambda path: path.parent.name)
+def test_sample_project_is_valid(project_file):
+    project = load_project(project_file.parent)
+    assert project.name == project_file.parent.name
+    assert project.description
+    Extractor(project.extract, project.dir)
+    if project.inputs.source in ("python", "file"):
+        distill, held_out = load_inputs(project)
+        assert len(distill) == project.inputs.count and len(held_out) == project.eval.count
+        teacher, student = render_prompts(project, held_out[0])
+        assert str(held_out[0]["input"]) in teacher and str(held_out[0]["input"]) in student
+        assert len(student) < len(teacher)
+        if project.eval.reference == "label" or "accuracy" in project.eval.metrics:
+            assert all(example.get("label") is not None for example in distill + held_out)
