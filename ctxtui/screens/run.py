@@ -211,6 +211,9 @@ class RunScreen(Screen):
         if self.watched is None or self.status not in ("stopped", "interrupted", "failed"):
             self.notify("only a stopped run can be resumed", severity="warning")
             return
+        if runner.run_alive(self.watched):
+            self.notify("the run is still shutting down: resume in a moment", severity="warning")
+            return
         processes = self.app.project.distill.num_processes if self.app.project else 1
         command = runner.build_command(self.app.project_dir, self.watched, processes, resume=True)
         self.start(command, self.watched)

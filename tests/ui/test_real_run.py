@@ -1,4 +1,4 @@
-"""Against a real short run of the engine on a tiny model: launch, quit, reattach, stop, resume, kill."""
+"""Against a real short run of the engine on a tiny model: launch, quit, reattach, stop."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def long_project(tmp_path, toy_model_dir):
     return write_project(tmp_path / "demo", model=str(toy_model_dir), count=16, max_steps=5000)
 
 
-async def test_launch_quit_reattach_stop_resume_kill(long_project):
+async def test_launch_quit_reattach_then_stop(long_project):
     run_dir = None
     try:
         app = CtxApp(long_project, attach=False, start_mode="run")
@@ -62,17 +62,8 @@ async def test_launch_quit_reattach_stop_resume_kill(long_project):
             await wait_for(pilot, lambda: screen.state.step > step)  # still tailing live events
             await pilot.press("s")  # graceful: checkpoint, then stop
             await wait_for(pilot, lambda: screen.status == "stopped" and not screen.alive, timeout=60)
-            stopped_at = screen.state.step
             assert screen.state.checkpoints, "a stopped run leaves a checkpoint"
             assert runner.run_info(run_dir).status == "stopped"
-
-            await pilot.press("r")  # resume from the checkpoint
-            await wait_for(pilot, lambda: screen.alive and screen.state.status == "running", timeout=30)
-            await wait_for(pilot, lambda: screen.state.step > stopped_at, timeout=60)
-
-            await pilot.press("k")  # kill the whole process group
-            await wait_for(pilot, lambda: not screen.alive, timeout=30)
-            assert screen.status == "interrupted"
         assert not runner.run_alive(run_dir)
     finally:
         if run_dir is not None:
