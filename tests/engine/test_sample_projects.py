@@ -32,3 +32,12 @@ def test_sample_project_is_valid(project_file):
         assert len(student) < len(teacher)
         if project.eval.reference == "label" or "accuracy" in project.eval.metrics:
             assert all(example.get("label") is not None for example in distill + held_out)
+
+
+@pytest.mark.parametrize("project_file", SAMPLE_PROJECTS, ids=lambda path: path.parent.name)
+def test_resolved_project_round_trips_through_toml(project_file):
+    # A run folder's project.toml is this text; `--resume` and `eval` load the project back from it.
+    from engine.config import project_from_toml_text, project_to_toml
+
+    project = load_project(project_file.parent)
+    assert project_from_toml_text(project.dir, project_to_toml(project)) == project
