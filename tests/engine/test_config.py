@@ -170,3 +170,9 @@ def test_chat_template_on_a_tokenizer_without_one_is_a_clear_error(bpe_tokenizer
     assert bpe_tokenizer.chat_template is None
     with pytest.raises(EngineError, match="`model.chat_template` = true.*no chat template"):
         apply_chat_template(bpe_tokenizer, "Reverse: abc")
+
+
+def test_cli_debug_raises_the_error_itself(tmp_path):
+    (tmp_path / "project.toml").write_text(GOOD.replace("max_steps = 3", "max_setps = 3"))
+    with pytest.raises(ConfigError, match="max_setps"):
+        main(["--debug", "run", str(tmp_path), "--quiet"])
