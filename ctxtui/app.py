@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: ctxtui [PROJECT_DIR]   (default: sample_projects/instructions)")
         return 0
     project_dir = Path(args[0]) if args else DEFAULT_PROJECT
+    if not args and not project_dir.exists():  # not started from the repository root
+        project_dir = runner.ENGINE_ROOT / DEFAULT_PROJECT
     if not (project_dir / "project.toml").exists():
         print(f"ctxtui: no project.toml in {project_dir} (a project is a folder holding one; "
               "see sample_projects/)", file=sys.stderr)

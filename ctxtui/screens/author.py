@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from textual import on, work
-from textual.app import ComposeResult, SuspendNotSupported
+from textual.app import ComposeResult, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -194,10 +194,10 @@ class AuthorScreen(Screen):
         self.query_one("#student-output", Static).update("")
         for verdict_id in ("#teacher-verdict", "#student-verdict"):
             self.query_one(verdict_id, Static).update("")
-        self.generate(self.generation, self.app.project, *self.prompts)
+        self.generate(self.generation, self.app.project, self.example)
 
     @work(thread=True, exclusive=True, group="preview")
-    def generate(self, generation: int, project, teacher_prompt: str, student_prompt: str) -> None:
+    def generate(self, generation: int, project, example: dict) -> None:
         worker = get_current_worker()
         session = self.session
         with self._session_lock:  # one generation at a time; a cancelled one stops at its next token
@@ -205,6 +205,8 @@ class AuthorScreen(Screen):
                 return
             try:
                 session.set_project(project)
+                # The engine's own prompts (with the chat template when the project asks for it).
+                teacher_prompt, student_prompt = session.prompts(example)
                 self.post_message(PromptTokensCounted(
                     generation, session.count_tokens(teacher_prompt), session.count_tokens(student_prompt)))
                 text = ""
@@ -216,7 +218,7 @@ class AuthorScreen(Screen):
                 self.post_message(TeacherGenerationFinished(generation, text, session.extract(text)))
                 student = session.greedy_generate(student_prompt)
                 if not worker.is_cancelled:
-                    self.post_message(StudentOutputReady(generation, student, None))
+                    self.post_message(StudentOutputReady(generation, student, session.direct_answer(student)))
             except Exception as error:  # a model error must show in the pane, not crash the app
                 self.post_message(PreviewFailed(generation, f"{type(error).__name__}: {error}"))
 
@@ -307,8 +309,9 @@ class AuthorScreen(Screen):
             return
         self.query_one("#student-output", Static).update(Content(message.text))
         label = (self.example or {}).get("label")
-        words, css = verdict(message.text, label)
-        self.set_verdict("#student-verdict", words, css)
+        answer = message.answer if message.answer is not None else message.text
+        words, css = verdict(answer, label)
+        self.set_verdict("#student-verdict", f"answer: {answer.strip()!r}  {words}", css)
 
     def on_preview_failed(self, message: PreviewFailed) -> None:
         if message.generation == self.generation:
@@ -341,6 +344,15 @@ class AuthorScreen(Screen):
             self.revalidate()
 
     # -- actions --------------------------------------------------------------
+
+    def commands(self):
+        yield SystemCommand("Regenerate preview", "Sample the teacher again for this input (ctrl+r)",
+                            self.action_regenerate)
+        yield SystemCommand("Edit template in $EDITOR", "The focused template, or the teacher's (ctrl+o)",
+                            self.action_edit_externally)
+        yield SystemCommand("Next sample input", "Preview the next input (ctrl+down)", self.action_next_input)
+        yield SystemCommand("Previous sample input", "Preview the previous input (ctrl+up)",
+                            self.action_previous_input)
 
     def action_regenerate(self) -> None:
         self.schedule_preview()

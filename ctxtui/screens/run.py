@@ -77,6 +77,9 @@ class RunScreen(Screen):
         self.query_one("#run-metrics").display = False
         self.query_one("#run-progress").HELP = "## Progress\n\nSteps done of the current stage (teacher pass, training, evaluation), with elapsed time and the engine's ETA."
         self.set_interval(1.0, self.refresh_stats)
+        if self.app.run_dir is None:  # nothing live: show the newest run, if any
+            runs = runner.list_runs(self.app.project_dir)
+            self.app.run_dir = runs[0].run_dir if runs else None
         if self.app.run_dir is not None:
             self.watch_run(self.app.run_dir)
 

@@ -72,5 +72,9 @@ def savings_line(metrics: dict) -> str:
     saved = 1 - student / teacher if teacher else 0.0
     count = metrics.get("count")
     on = f" over {count} held-out inputs" if count else ""
-    return (f"prompt tokens per call: teacher {teacher:.1f} → student {student:.1f} "
+    line = (f"prompt tokens per call: teacher {teacher:.1f} → student {student:.1f} "
             f"({ratio:.1f}×, saves {saved:.0%}){on}")
+    inference = metrics.get("inference_tokens") or {}
+    if isinstance(inference.get("ratio"), (int, float)):
+        line += f"; prompt + output: {inference['ratio']:.2f}× fewer"
+    return line
