@@ -162,7 +162,7 @@ def test_preview_prints_prompts_and_answers(tmp_path, char_model_dir, capsys):
     assert not (project / "runs").exists()  # previews write nothing
 
 
-def test_stop_then_resume(tmp_path, char_model_dir, finished):
+def test_stop_then_resume(tmp_path, char_model_dir, finished, capsys):
     from engine.config import load_project
     from engine.run import new_run_dir, run
 
@@ -182,6 +182,9 @@ def test_stop_then_resume(tmp_path, char_model_dir, finished):
     assert (run_dir / "checkpoints" / "step-2" / "trainer_state.json").exists()
     assert not (run_dir / STOP_FILE).exists()
     assert not (run_dir / "student").exists()
+    assert main(["eval", str(run_dir)]) == 2  # nothing to evaluate yet: a clear error, not a crash
+    assert "no saved student" in capsys.readouterr().err
+    events = read_events(run_dir / "events.jsonl")
     stopped_lines = len(events)
 
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
