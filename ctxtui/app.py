@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ctxtui import runner
+from ctxtui.messages import RunLaunched
 from ctxtui.project_file import ProjectFile
 from ctxtui.screens.author import AuthorScreen
 from ctxtui.screens.results import ResultsScreen
@@ -67,6 +68,9 @@ class CtxApp(App):
     def on_mount(self) -> None:
         if self.run_dir is not None:
             self.notify(f"reattached to running run {self.run_dir.name} (F3)", title="Run")
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        self.notify(message.command, title=f"launched {message.run_dir.name}", timeout=6)
 
     # -- navigation -------------------------------------------------------
 

@@ -159,8 +159,20 @@ class RunScreen(Screen):
             self.status = message.status
             self.query_one("#run-stage", Static).update(f"{self.state.stage} · {message.status}")
             self.show_final_table()
+            if message.status in ("failed", "interrupted"):
+                self.show_log_tail()
             if self.seen_alive:  # news only for a run that ended while we watched
                 self.notify(f"run {message.run_dir.name} {message.status}", title="Run")
+
+    def show_log_tail(self, lines: int = 6) -> None:
+        """The end of the process's own output: why a run died without saying so in events."""
+        try:
+            tail = (self.watched / "stdout.log").read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return
+        if tail:
+            shown = "\n".join([*self.state.errors, f"stdout.log ({self.watched.name}):", *tail])
+            self.query_one("#run-message", Static).update(shown)
 
     def show_final_table(self) -> None:
         metrics = runner.load_json(self.watched / "metrics.json") if self.watched else {}

@@ -119,3 +119,20 @@ async def test_external_editor_replaces_template(project_dir, tmp_path, monkeypa
         await pilot.press("ctrl+o")
         await pilot.pause()
         assert text_of(app, "#student-prompt").startswith("From editor: ")
+
+
+async def test_config_problems_show_inline_and_nothing_crashes(tmp_path):
+    from conftest import write_project
+
+    project = write_project(tmp_path / "broken")
+    text = (project / "project.toml").read_text().replace("[extract]\n", "[extract]\nkindd = 'regex'\n")
+    (project / "project.toml").write_text(text)
+    app = CtxApp(project, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.project is None
+        problems = text_of(app, "#config-problems")
+        assert "kindd" in problems and app.screen.query_one("#config-problems").display
+        await pilot.press("f3", "n")  # launching is refused, not attempted
+        await pilot.pause()
+        assert not (project / "runs").exists()
