@@ -67,6 +67,7 @@ class AuthorScreen(Screen):
         self.generation = 0
         self.teacher_text = ""
         self.teacher_done = False
+        self.streamed_updates = 0  # partial outputs shown while the teacher generates
         self._session_lock = threading.Lock()
         self._preview_timer = None
 
@@ -284,6 +285,7 @@ class AuthorScreen(Screen):
 
     def on_teacher_text_streamed(self, message: TeacherTextStreamed) -> None:
         if message.generation == self.generation and not self.teacher_done:
+            self.streamed_updates += 1
             self.teacher_text = message.text
             self.query_one("#teacher-output", Static).update(Content(message.text + "▍"))
 
