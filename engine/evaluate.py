@@ -78,7 +78,8 @@ def score(project: Project, answers: list[str], references: list[str], labels: l
         if metric == "answer_kl":
             continue
         if metric == "exact_match":
-            values = [float(answer == reference) for answer, reference in zip(answers, references)]
+            # An empty reference (the teacher gave no answer) never counts as matched.
+            values = [float(bool(reference) and answer == reference) for answer, reference in zip(answers, references)]
         elif metric == "accuracy":
             if any(label is None for label in labels):
                 raise EngineError("`eval.metrics` has 'accuracy', which needs a label on every eval input")
@@ -145,4 +146,4 @@ def mean(values) -> float:
 
 def sample_entry(decoded: Decoded, reference: str) -> dict:
     return {"prompt": decoded.prompt, "output": decoded.output, "answer": decoded.answer,
-            "correct": decoded.answer == reference}
+            "correct": bool(reference) and decoded.answer == reference}

@@ -31,7 +31,8 @@ RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student"
 
 
 def new_run_dir(project: Project, runs_dir: Path | None = None) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")[:-4]  # to 1/100 s: two runs never collide
+    # Milliseconds: two runs started in the same second never collide.
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
     return (runs_dir or project.dir / "runs") / f"{stamp}-{project.name}"
 
 
@@ -69,7 +70,11 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
 
         from engine.train import train
 
-        student_dir = train(project, run_dir, examples, events, resume=resume)
+        student_dir = run_dir / "student"
+        if resume and (student_dir / "config.json").exists():
+            events.emit("status", stage="train", message="the student was already trained before the stop; not training it again")
+        else:
+            student_dir = train(project, run_dir, examples, events, resume=resume)
         baselines = {}
         if project.baselines.methods:
             from engine.baselines import train_baselines

@@ -57,10 +57,22 @@ def student_prompt(project: Project, tokenizer, example: dict) -> str:
     return apply_chat_template(tokenizer, prompt) if project.model.chat_template else prompt
 
 
+def model_fingerprint(project: Project) -> list:
+    """Names, sizes and modification times of the model's files: retrained weights in the
+    same folder must not reuse stale labels (hashing gigabytes of weights would be too slow)."""
+    from engine.models import resolve_model_path
+
+    folder = Path(resolve_model_path(project.model.name, project.dir))
+    if not folder.is_dir():
+        return []  # a hub id: its name pins the weights in the local cache
+    return sorted((path.name, path.stat().st_size, int(path.stat().st_mtime))
+                  for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
+
+
 def cache_key(project: Project, inputs: list[dict]) -> str:
     determining = {
         "format": CACHE_FORMAT,
-        "model": project.model.name, "dtype": project.model.dtype, "chat_template": project.model.chat_template,
+        "model": project.model.name, "weights": model_fingerprint(project), "dtype": project.model.dtype, "chat_template": project.model.chat_template,
         "teacher_template": project.teacher.template,
         "inputs": inputs,
         "generate": {k: v for k, v in vars(project.generate).items() if k != "batch_size"},

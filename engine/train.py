@@ -95,19 +95,19 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    found = sorted(checkpoints_dir.glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
     complete = [path for path in found if (path / "trainer_state.json").exists()]
     return complete[-1] if complete else None
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, events) -> Path:
-    folder = run_dir / "checkpoints" / f"step-{step}"
+def save_checkpoint(accelerator: Accelerator, checkpoints_dir: Path, step: int, events) -> Path:
+    folder = checkpoints_dir / f"step-{step}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
         # Written last: a checkpoint without trainer_state.json is incomplete and skipped on resume.
         (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
-        older = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
+        older = sorted(checkpoints_dir.glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
         for stale in older[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(stale, ignore_errors=True)
         events.emit("checkpoint", step=step, path=str(folder))
@@ -138,11 +138,13 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
 
+    # Baselines keep their checkpoints apart, so a resume never loads them into the student.
+    checkpoints_dir = run_dir / "checkpoints" if output_name == "student" else run_dir / f"{output_name}-checkpoints"
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
     total_steps = total_steps_for(project, len(examples), world)
     start_step = 0
-    if resume and (checkpoint := latest_checkpoint(run_dir)) is not None:
+    if resume and (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
         accelerator.load_state(str(checkpoint))
         start_step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
         events.emit("status", stage="train", message=f"resumed from {checkpoint.name}", step=start_step)
@@ -157,7 +159,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
     try:
         while step < total_steps:
             if stop.requested():
-                save_checkpoint(accelerator, run_dir, step, events)
+                save_checkpoint(accelerator, checkpoints_dir, step, events)
                 raise StopRequested()
             lr = get_lr(step, total_steps, config.learning_rate, config.warmup_steps)
             for group in optimizer.param_groups:
@@ -194,7 +196,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
                             epoch=round(step * config.grad_accum * global_batch / len(examples), 3))
                 window_tokens, window_started = 0, now
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
-                save_checkpoint(accelerator, run_dir, step, events)
+                save_checkpoint(accelerator, checkpoints_dir, step, events)
 
         # --- cleanup: the student, loadable with from_pretrained
         student_dir = run_dir / output_name
