@@ -1,0 +1,40 @@
+"""Each shipped project runs end to end on the embedded model, with tiny counts (the wiring).
+
+The full-size figures come from the commands in each project's README, not from here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from engine.cli import main
+
+SAMPLE_PROJECTS = sorted(path.parent for path in
+                         (Path(__file__).resolve().parents[2] / "sample_projects").glob("*/project.toml"))
+
+
+@pytest.mark.parametrize("project_dir", SAMPLE_PROJECTS, ids=lambda path: path.name)
+def test_sample_project_runs_with_tiny_counts(project_dir, tmp_path):
+    copy = tmp_path / project_dir.name
+    shutil.copytree(project_dir, copy, ignore=shutil.ignore_patterns("runs", "__pycache__", "README.md"))
+    document = tomlkit.parse((copy / "project.toml").read_text())
+    document["inputs"]["count"] = 8
+    document["eval"]["count"] = 4
+    document["distill"]["max_steps"] = 2
+    document["distill"]["num_samples"] = 10
+    (copy / "project.toml").write_text(tomlkit.dumps(document))
+
+    assert main(["run", str(copy), "--quiet"]) == 0
+
+    (run_dir,) = (copy / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"teacher", "student_before", "student_after", "prompt_tokens"} <= set(metrics)
+    assert metrics["prompt_tokens"]["ratio"] > 1  # the teacher's prompt is the long one
+    for name in document["baselines"]["methods"] if "baselines" in document else []:
+        assert f"baseline_{name}" in metrics
+    assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 4
