@@ -108,8 +108,29 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started (epoch seconds), from /proc; None where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def run_alive(run_dir: Path) -> bool:
-    return pid_alive(read_pid(run_dir))
+    """Whether the run's process still runs (and is the one that wrote `pid`, not a reused pid)."""
+    pid = read_pid(run_dir)
+    if not pid_alive(pid):
+        return False
+    started = process_start_time(pid)
+    try:
+        written = (Path(run_dir) / "pid").stat().st_mtime
+    except OSError:
+        return False
+    # A process that started after the pid file was written got a recycled pid.
+    return started is None or started <= written + 2.0
 
 
 def request_stop(run_dir: Path) -> None:
@@ -120,7 +141,7 @@ def request_stop(run_dir: Path) -> None:
 def kill(run_dir: Path) -> bool:
     """SIGKILL the run's whole process group (the launcher and its workers)."""
     pid = read_pid(run_dir)
-    if not pid_alive(pid):
+    if not run_alive(run_dir):
         return False
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import scripted_events, write_run
 from ctxtui import runner
 
@@ -80,3 +82,15 @@ def test_engine_never_imports_the_ui():
     pattern = re.compile(r"^\s*(from|import)\s+(textual|ctxtui)\b", re.MULTILINE)
     offenders = [str(path) for path in Path(engine.__file__).parent.rglob("*.py") if pattern.search(path.read_text())]
     assert offenders == []
+
+
+def test_a_recycled_pid_is_not_the_run(tmp_path):
+    import os
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "pid").write_text(f"{os.getpid()}\n")  # alive, but ...
+    os.utime(run_dir / "pid", (1.0, 1.0))  # ... it started long after this pid file was written
+    if runner.process_start_time(os.getpid()) is None:
+        pytest.skip("no /proc here: pid reuse cannot be detected")
+    assert runner.run_alive(run_dir) is False
