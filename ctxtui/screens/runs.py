@@ -121,4 +121,5 @@ class RunsScreen(Screen):
         if len(pair) != 2:
             self.notify("mark two runs with space (or one, then put the cursor on the other)", severity="warning")
             return
-        self.app.push_screen(CompareScreen(pair[0], pair[1]))
+        older, newer = sorted(pair, key=lambda path: path.name)  # A is the earlier run
+        self.app.push_screen(CompareScreen(older, newer))
