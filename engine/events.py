@@ -138,6 +138,8 @@ class RunState:
             self.started_at = self.last_event_at
         if kind == "status":
             self.message = event.get("message", "")
+            if "pid" in event:  # a (re)started process: a resumed run is running again
+                self.status = "running"
             self.pid = event.get("pid", self.pid)
             self.command = event.get("command", self.command)
             if "cache" in event:
