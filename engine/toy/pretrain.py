@@ -224,14 +224,20 @@ def main(argv: list[str] | None = None) -> None:
     # OpenMP threads wait on each other at every small matmul and 1 is faster.
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-n", type=int, default=200, help="examples per task in the final eval")
+    ap.add_argument("--init", type=Path, help="continue from this saved model (its size wins over --hidden/--layers)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     tokenizer = build_char_tokenizer()
-    model = build_toy_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
-                            num_heads=args.heads)
+    if args.init is not None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(args.init, dtype=torch.float32)
+    else:
+        model = build_toy_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+                                num_heads=args.heads)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params / 1e6:.2f}M", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
