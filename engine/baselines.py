@@ -7,8 +7,8 @@ Both use the same distillation inputs and labels, with hard targets:
 
 The scratch-pads are the teacher's own outputs whose extracted answer equals the
 label (the paper used gold scratch-pads; ours need no task-specific generator).
-Each phase trains as many steps as the distillation does, so every baseline sees
-each input as often as the student does.
+Each baseline trains as many steps in all as the distillation does (scdir: half
+on scratch-pads, half on direct answers): the same inputs and the same compute.
 """
 
 from __future__ import annotations
@@ -58,15 +58,18 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
     if not scratch or not direct:
         events.emit("status", stage="train", message="baselines skipped: they need labelled inputs and correct teacher scratch-pads")
         return {}
-    steps = project.distill.max_steps or None
+    from engine.train import total_steps_for
+
+    steps = total_steps_for(project, len(direct), 1)
+    half = replace(project, distill=replace(project.distill, epochs=0, max_steps=max(1, steps // 2)))
+    full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
     saved = {}
     for method in project.baselines.methods:
-        events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct answers")
+        events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct answers, {steps} steps")
         folder = f"baselines/{method}"
         if method == "scdir":
-            first = train(project, run_dir, scratch, events, output_name=folder + "-scratch")
-            saved[method] = str(train(project, run_dir, direct, events, init_from=str(first), output_name=folder))
+            first = train(half, run_dir, scratch, events, output_name=folder + "-scratch")
+            saved[method] = str(train(half, run_dir, direct, events, init_from=str(first), output_name=folder))
         else:
-            mixed = replace(project, distill=replace(project.distill, max_steps=2 * steps)) if steps else project
-            saved[method] = str(train(mixed, run_dir, scratch + direct, events, output_name=folder))
+            saved[method] = str(train(full, run_dir, scratch + direct, events, output_name=folder))
     return saved
