@@ -65,7 +65,9 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
                device: torch.device | None = None):
     """(model in eval mode on its device, tokenizer). `path` overrides the config's model (a saved student)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # runs report progress through their events; the TUI owns the screen
     source = path or resolve_model_path(config.name, project_dir)
     device = device or resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)

@@ -35,6 +35,12 @@ SAMPLE_COUNT = 16
 PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
 
 
+# transformers' lazy module is not safe to import from two threads at once (seen as
+# "cannot import name 'AutoModelForCausalLM'"); the workers that may first import it
+# (the model loader, and a project's tasks.py) take turns.
+HEAVY_IMPORTS = threading.Lock()
+
+
 def verdict(answer: str | None, label: str | None) -> tuple[str, str]:
     """(text, css class) for an answer checked against the input's label."""
     if label is None:
@@ -237,9 +243,10 @@ class AuthorScreen(Screen):
     @work(thread=True, exclusive=True, group="load-session")
     def load_session(self, project) -> None:
         try:
-            from engine.preview import PreviewSession
+            with HEAVY_IMPORTS:
+                from engine.preview import PreviewSession
 
-            session = PreviewSession(project)
+                session = PreviewSession(project)
         except Exception as error:
             self.post_message(PreviewModelLoaded(None, f"{type(error).__name__}: {error}"))
         else:
@@ -248,9 +255,11 @@ class AuthorScreen(Screen):
     @work(thread=True, exclusive=True, group="load-inputs")
     def load_inputs(self, project) -> None:
         try:
-            from engine.sources import sample_inputs
+            with HEAVY_IMPORTS:
+                from engine.sources import sample_inputs
 
-            self.post_message(SampleInputsLoaded(sample_inputs(project, SAMPLE_COUNT)))
+                inputs = sample_inputs(project, SAMPLE_COUNT)
+            self.post_message(SampleInputsLoaded(inputs))
         except Exception as error:
             self.post_message(SampleInputsLoaded([], f"{type(error).__name__}: {error}"))
 
