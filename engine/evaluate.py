@@ -31,7 +31,7 @@ class Decoded:
     generated_tokens: int
     answer: str
     span: tuple[int, int] | None = None  # teacher only: answer token span in output_ids
-    logits: torch.Tensor | None = None  # teacher only: (len(output_ids), vocab)
+    answer_logits: torch.Tensor | None = None  # teacher only: (span length, vocab), at the answer tokens
 
 
 def decode(project: Project, model, tokenizer, inputs: list[dict], template: str,
@@ -55,7 +55,9 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
         else:
             answer = direct_answer(output.text, project.generate.stop)
         decoded.append(Decoded(prompt, len(output.prompt_ids), output.text, output.output_ids,
-                               len(output.output_ids), answer, span, output.logits))
+                               len(output.output_ids), answer, span,
+                               # Only the answer's rows: a real vocabulary makes whole outputs' logits gigabytes.
+                               output.logits[span[0]:span[1]].clone() if span and output.logits is not None else None))
     return decoded
 
 
@@ -114,14 +116,14 @@ def answer_kl(project: Project, student_model, tokenizer, inputs: list[dict], te
 
     examples, teacher_rows = [], []
     for example, decoded in zip(inputs, teacher):
-        if decoded.span is None or decoded.logits is None:
+        if decoded.span is None or decoded.answer_logits is None:
             continue
         start, end = decoded.span
         prompt_ids = tokenizer(student_prompt(project, tokenizer, example)).input_ids
         answer_ids = decoded.output_ids[start:end]
         examples.append(DistillExample(prompt_ids + answer_ids, len(prompt_ids), [torch.zeros(1, dtype=torch.long)] * len(answer_ids),
                                        [torch.ones(1)] * len(answer_ids)))
-        teacher_rows.append(decoded.logits[start:end])
+        teacher_rows.append(decoded.answer_logits)
     if not examples:
         return None
     total, count = 0.0, 0
