@@ -93,8 +93,13 @@ def cut_output(tokenizer, ids: list[int], eos_ids: set[int], stops: list[str]) -
     return ids
 
 
-def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_batch=None, **options) -> list[Generated]:
-    """Generate for every prompt, in batches sorted by length (less padding)."""
+def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_batch=None, on_output=None,
+                 **options) -> list:
+    """Generate for every prompt, in batches sorted by length (less padding).
+
+    `on_output(index, generated)` replaces each output as soon as its batch is done
+    (the teacher turns logits into sparse labels there, so dense logits never pile up).
+    """
     prompt_ids = encode_prompts(tokenizer, prompts)
     check_fits(model, prompt_ids, options["max_new_tokens"], options.pop("which", "teacher"))
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
@@ -102,7 +107,7 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     for first in range(0, len(order), batch_size):
         chunk = order[first: first + batch_size]
         for index, generated in zip(chunk, generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], **options)):
-            results[index] = generated
+            results[index] = on_output(index, generated) if on_output is not None else generated
         if on_batch is not None:
             on_batch(min(first + batch_size, len(order)), len(order))
     return results

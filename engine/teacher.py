@@ -31,7 +31,7 @@ from engine.config import Project
 from engine.generation import Generated, generate_all
 from engine.templates import apply_chat_template, render
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: labels sampled batch by batch
 
 
 @dataclass
@@ -123,15 +123,15 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
             events.emit("progress", step=done, total_steps=total, elapsed_s=round(elapsed, 2),
                         eta_s=round(elapsed / done * (total - done), 2), unit="inputs")
 
-    generated: list[Generated] = generate_all(
-        model, tokenizer, prompts, batch_size=config.batch_size, on_batch=on_batch, which="teacher",
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        top_k=config.top_k, stops=config.stop, keep_logits=True)
-    records = []
-    for example, prompt, output in zip(inputs, prompts, generated):
+    def to_record(index: int, output: Generated) -> TeacherRecord:
         offsets, ids, probs = sparse_labels(output.logits, output.output_ids, project.distill.labels,
                                             project.distill.num_samples, project.distill.top_k, generator)
-        records.append(TeacherRecord(example, prompt, output.output_ids, output.text, offsets, ids, probs))
+        return TeacherRecord(inputs[index], prompts[index], output.output_ids, output.text, offsets, ids, probs)
+
+    records = generate_all(
+        model, tokenizer, prompts, batch_size=config.batch_size, on_batch=on_batch, on_output=to_record,
+        which="teacher", max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+        top_p=config.top_p, top_k=config.top_k, stops=config.stop, keep_logits=True)
     return records
 
 
