@@ -84,8 +84,9 @@ def cut_output(tokenizer, ids: list[int], eos_ids: set[int], stops: list[str]) -
         if token in eos_ids:
             ids = ids[: i + 1]
             break
-    if stops:
-        text = ""
+    # Most outputs end with EOS and hold no stop string: one decode tells, before the prefix scan.
+    full_text = tokenizer.decode(ids, skip_special_tokens=True) if stops else ""
+    if any(stop and stop in full_text for stop in stops):
         for i in range(len(ids)):
             text = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
             if any(stop and stop in text for stop in stops):

@@ -23,7 +23,7 @@ from engine.errors import EngineError, StopRequested
 from engine.evaluate import answer_kl, decode, mean, references_for, sample_entry, score
 from engine.events import EventWriter, read_events
 from engine.extractors import Extractor
-from engine.models import load_model
+from engine.models import load_model, load_tokenizer
 from engine.sources import load_inputs
 from engine.teacher import KEY_FILE, load_cache, teacher_pass
 
@@ -61,8 +61,6 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     try:
         distill_inputs, eval_inputs, records = _teacher_stage(project, run_dir, events, state)
         extractor = Extractor(project.extract, project.dir)
-        from engine.models import load_tokenizer
-
         tokenizer = load_tokenizer(project.model, project.dir)
         examples, missed = build_examples(project, tokenizer, records, extractor, project.distill.max_seq_len)
         events.emit("status", stage="teacher", message=f"{len(examples)} answers extracted, {len(missed)} outputs without one",
