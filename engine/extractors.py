@@ -11,7 +11,10 @@ end-of-sequence right after it) so the student learns where its answer ends.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,15 +98,136 @@ def direct_answer(text: str, stops: list[str]) -> str:
 
 
 def token_char_offsets(tokenizer, token_ids: list[int]) -> list[int]:
-    """offsets[i] = characters decoded from token_ids[:i]; len(offsets) = len(token_ids) + 1.
+    """offsets[i] = len(tokenizer.decode(token_ids[:i], skip_special_tokens=True)); len = len(token_ids) + 1.
 
-    Decoding prefixes (not single tokens) keeps multi-byte characters and
-    whitespace-merging decoders right for every tokenizer.
+    A character cut by the boundary counts as the one replacement character the decode shows.
     """
-    offsets = [0]
-    for i in range(1, len(token_ids) + 1):
-        offsets.append(len(tokenizer.decode(token_ids[:i], skip_special_tokens=True)))
-    return offsets
+    bounds = token_char_bounds(tokenizer, token_ids)
+    return [whole + cut for whole, cut in zip(bounds.whole, bounds.cut)]
+
+
+@dataclass(frozen=True)
+class CharBounds:
+    """Where each token boundary falls in the decoded text (special tokens skipped); len = tokens + 1.
+
+    whole[i]: characters completely decoded from token_ids[:i].
+    cut[i]: 1 when token_ids[:i] ends inside a multi-byte character (its first bytes are there), else 0.
+    """
+
+    whole: list[int]
+    cut: list[int]
+
+
+def token_char_bounds(tokenizer, token_ids: list[int]) -> CharBounds:
+    """Character bounds of every token boundary, in time linear in the number of tokens (issue 9).
+
+    Tried in order, each checked against one decode of the whole output: the tokens' own
+    bytes (byte-level BPE, character vocabularies), then decoding in a small sliding window
+    (any other tokenizer), then, where both disagree with the tokenizer's decode, decoding
+    every prefix (quadratic, but exact by definition).
+    """
+    full_text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    pieces = _byte_pieces(tokenizer, token_ids)
+    if pieces is not None:
+        bounds, text = _bounds_from_bytes(pieces)
+        if text == full_text:
+            return bounds
+    bounds, text = _bounds_by_window_decoding(tokenizer, token_ids)
+    if text == full_text:
+        return bounds
+    return _bounds_by_prefix_decoding(tokenizer, token_ids)
+
+
+# Per tokenizer: token id -> the bytes it decodes to (b"" for special tokens), filled as ids are met.
+_PIECE_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _byte_pieces(tokenizer, token_ids: list[int]) -> list[bytes] | None:
+    """Each token's bytes, for decoders that only concatenate them; None for any other decoder."""
+    to_bytes = _piece_decoder(tokenizer)
+    if to_bytes is None:
+        return None
+    try:
+        table = _PIECE_TABLES.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no table, same pieces
+        table = {}
+    missing = [token for token in set(token_ids) if token not in table]
+    if missing:
+        special = set(tokenizer.all_special_ids)
+        for token, piece in zip(missing, tokenizer.convert_ids_to_tokens(missing)):
+            table[token] = b"" if token in special or piece is None else to_bytes(piece)
+    return [table[token] for token in token_ids]
+
+
+def _piece_decoder(tokenizer):
+    """token string -> bytes for the decoders that only concatenate tokens, else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    kind = type(getattr(backend, "decoder", None)).__name__
+    if kind == "ByteLevel":
+        byte_of = _byte_level_alphabet()
+        # Characters outside the alphabet (added tokens' text) decode as themselves, as in `tokenizers`.
+        return lambda piece: b"".join(bytes([byte_of[c]]) if c in byte_of else c.encode() for c in piece)
+    if kind == "Fuse":
+        return lambda piece: piece.encode()
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    characters, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            characters[chr(byte)] = byte
+        else:
+            characters[chr(256 + extra)] = byte
+            extra += 1
+    return characters
+
+
+def _bounds_from_bytes(pieces: list[bytes]) -> tuple[CharBounds, str]:
+    """Feed the pieces to an incremental UTF-8 decoder, which holds back a character's first bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    whole, cut, chunks = [0], [0], []
+    for piece in pieces:
+        chunk = decoder.decode(piece)
+        chunks.append(chunk)
+        whole.append(whole[-1] + len(chunk))
+        cut.append(1 if decoder.getstate()[0] else 0)
+    chunks.append(decoder.decode(b"", final=True))  # an unfinished last character shows as U+FFFD
+    return CharBounds(whole, cut), "".join(chunks)
+
+
+def _bounds_by_window_decoding(tokenizer, token_ids: list[int]) -> tuple[CharBounds, str]:
+    """Decode each new token together with the token before it, so spacing rules see their context.
+
+    Both decodes start at the same token, so a decoder that strips the first token's leading
+    space strips it from both; a trailing U+FFFD means a character is still incomplete.
+    """
+    whole, cut, chunks = [0], [0], []
+    context_start, read_start = 0, 0
+    for i in range(len(token_ids)):
+        before = tokenizer.decode(token_ids[context_start:read_start], skip_special_tokens=True)
+        after = tokenizer.decode(token_ids[context_start: i + 1], skip_special_tokens=True)
+        if after.endswith("\ufffd") or not after.startswith(before):
+            whole.append(whole[-1])
+            cut.append(1 if after.endswith("\ufffd") else 0)
+            continue
+        chunks.append(after[len(before):])
+        whole.append(whole[-1] + len(chunks[-1]))
+        cut.append(0)
+        context_start, read_start = read_start, i + 1
+    if read_start < len(token_ids):  # the last tokens never completed a character
+        chunks.append(tokenizer.decode(token_ids[context_start:], skip_special_tokens=True)[
+            len(tokenizer.decode(token_ids[context_start:read_start], skip_special_tokens=True)):])
+    return CharBounds(whole, cut), "".join(chunks)
+
+
+def _bounds_by_prefix_decoding(tokenizer, token_ids: list[int]) -> CharBounds:
+    """Decode every prefix: quadratic, kept for tokenizers whose decode no linear method reproduces."""
+    whole = [len(tokenizer.decode(token_ids[:i], skip_special_tokens=True)) for i in range(len(token_ids) + 1)]
+    return CharBounds(whole, [0] * len(whole))
 
 
 @dataclass(frozen=True)
@@ -116,7 +240,7 @@ class AnswerSpan:
 def answer_token_span(tokenizer, output_ids: list[int], text: str, answer: ExtractedAnswer,
                       stops: list[str]) -> AnswerSpan:
     """Map an answer's character span to the teacher output tokens covering it (+ terminator)."""
-    offsets = token_char_offsets(tokenizer, output_ids)
+    bounds = token_char_bounds(tokenizer, output_ids)
     end_char = answer.end
     rest = text[end_char:]
     for terminator in [*stops, "\n"]:
@@ -124,9 +248,12 @@ def answer_token_span(tokenizer, output_ids: list[int], text: str, answer: Extra
         if terminator and stripped.startswith(terminator):
             end_char += len(rest) - len(stripped) + len(terminator)
             break
-    start_token = next(i for i in range(len(output_ids)) if offsets[i + 1] > answer.start)
-    end_token = next((i for i in range(len(output_ids) + 1) if offsets[i] >= end_char), len(output_ids))
+    # The first token that shows any of the answer (even the first bytes of its first character) ...
+    shown = [whole + cut for whole, cut in zip(bounds.whole, bounds.cut)]
+    start_token = next(i for i in range(len(output_ids)) if shown[i + 1] > answer.start)
+    # ... up to the first boundary after which the answer's last character is whole.
+    end_token = next((i for i in range(len(output_ids) + 1) if bounds.whole[i] >= end_char), len(output_ids))
     # An end-of-sequence token right after the answer is part of what the student must learn.
-    if end_token < len(output_ids) and offsets[end_token] == offsets[-1] and end_char >= len(text):
+    if end_token < len(output_ids) and bounds.whole[end_token] == bounds.whole[-1] and end_char >= len(text):
         end_token = len(output_ids)
     return AnswerSpan(start_token, max(end_token, start_token + 1), answer)

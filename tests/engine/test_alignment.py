@@ -153,3 +153,139 @@ def test_outputs_without_an_answer_are_reported_not_trained_on(char_project):
                                       Extractor(char_project.extract, char_project.dir), max_seq_len=512)
     assert missed == [0]
     assert len(examples) == 1
+
+
+# --- character bounds in linear time (issue 9) ------------------------------------
+
+from engine.extractors import (ExtractedAnswer, _bounds_by_prefix_decoding, answer_token_span,  # noqa: E402
+                               token_char_bounds, token_char_offsets)
+
+# Multi-byte characters (2, 3 and 4 bytes) that byte-level BPE splits over several tokens,
+# and whitespace that merges into neighbouring tokens.
+TEXTS = ["Answer: é\n", "Output: 日本語 and   spaces\t\ttabs\n\n", "x 🙂🙂 y", "café\nAnswer: naïve 日本",
+         "  leading and trailing  ", "Step: carry the one\nAnswer: 42\n", "é", "🙂"]
+
+
+def prefix_decoded_offsets(tokenizer, ids: list[int]) -> list[int]:
+    """The definition: the length of every decoded prefix (quadratic)."""
+    return [len(tokenizer.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids) + 1)]
+
+
+def one_token_per_byte(tokenizer, text: str) -> list[int]:
+    """A byte-level BPE sampling one byte at a time: every multi-byte character split."""
+    return [_byte_token(tokenizer, byte) for byte in text.encode()]
+
+
+def _byte_token(tokenizer, byte: int) -> int:
+    from engine.extractors import _byte_level_alphabet
+
+    character = next(c for c, b in _byte_level_alphabet().items() if b == byte)
+    return tokenizer.convert_tokens_to_ids(character)
+
+
+def metaspace_tokenizer():
+    """A SentencePiece-style (Llama 2) tokenizer: `▁` for spaces, first space stripped on decode."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine_fixtures import bpe_corpus
+
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace()
+    core.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "</s>"], show_progress=False,
+                                  initial_alphabet=list("éèà日本語🙂\t"))
+    core.train_from_iterator(bpe_corpus() + TEXTS, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", unk_token="<unk>", pad_token="</s>",
+                                   clean_up_tokenization_spaces=False)
+
+
+def wordpiece_tokenizer():
+    """A BERT-style tokenizer: `##` continuations, and clean-up that removes spaces before punctuation."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine_fixtures import bpe_corpus
+
+    core = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[UNK]", "[SEP]"], show_progress=False)
+    core.train_from_iterator(bpe_corpus() + TEXTS, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", eos_token="[SEP]", pad_token="[SEP]",
+                                   clean_up_tokenization_spaces=True)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_offsets_equal_prefix_decoding(text, char_tokenizer, bpe_tokenizer):
+    for tokenizer in (char_tokenizer, bpe_tokenizer, metaspace_tokenizer(), wordpiece_tokenizer()):
+        ids = tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        assert token_char_offsets(tokenizer, ids) == prefix_decoded_offsets(tokenizer, ids), (tokenizer, text)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_offsets_with_every_multibyte_character_split(text, bpe_tokenizer):
+    ids = one_token_per_byte(bpe_tokenizer, text)
+    assert bpe_tokenizer.decode(ids) == text
+    assert token_char_offsets(bpe_tokenizer, ids) == prefix_decoded_offsets(bpe_tokenizer, ids)
+
+
+def test_a_split_last_character_stays_whole_in_the_answer(bpe_tokenizer):
+    text = "Answer: é日🙂"
+    ids = one_token_per_byte(bpe_tokenizer, text)
+    start = text.index("é")
+    span = answer_token_span(bpe_tokenizer, ids, text, ExtractedAnswer(text[start:], start, len(text)), stops=[])
+    # Decoding every prefix would end the span inside 🙂 (its first byte shows as U+FFFD).
+    assert bpe_tokenizer.decode(ids[span.start:span.end]) == "é日🙂"
+    assert bpe_tokenizer.decode(ids[:span.start]) == "Answer: "
+
+
+def test_answer_starting_inside_a_token_and_on_a_split_character(bpe_tokenizer):
+    text = "Answer: 日本 done\n"
+    ids = one_token_per_byte(bpe_tokenizer, text)
+    start = text.index("本")
+    span = answer_token_span(bpe_tokenizer, ids, text, ExtractedAnswer("本 done", start, start + 6), stops=["\n"])
+    assert bpe_tokenizer.decode(ids[span.start:span.end]) == "本 done\n"
+
+
+def test_every_method_agrees_with_prefix_decoding(bpe_tokenizer):
+    """The window method (for tokenizers without byte pieces) and the byte method, on the same ids."""
+    from engine.extractors import _bounds_by_window_decoding, _bounds_from_bytes, _byte_pieces
+
+    for text in TEXTS:
+        for ids in (bpe_tokenizer(text).input_ids, one_token_per_byte(bpe_tokenizer, text)):
+            expected = prefix_decoded_offsets(bpe_tokenizer, ids)
+            by_bytes, text_by_bytes = _bounds_from_bytes(_byte_pieces(bpe_tokenizer, ids))
+            by_window, text_by_window = _bounds_by_window_decoding(bpe_tokenizer, ids)
+            assert text_by_bytes == text_by_window == text
+            for bounds in (by_bytes, by_window):
+                assert [w + c for w, c in zip(bounds.whole, bounds.cut)] == expected
+
+
+class MergingDecoder:
+    """A tokenizer whose decode rewrites text across many tokens ("abc" -> "X"), which no window sees."""
+
+    def __init__(self, tokenizer):
+        self.inner = tokenizer
+
+    def decode(self, ids, skip_special_tokens=False):
+        return self.inner.decode(ids, skip_special_tokens=skip_special_tokens).replace("abc", "X")
+
+
+def test_a_decode_no_linear_method_reproduces_falls_back_to_prefix_decoding(char_tokenizer):
+    tokenizer = MergingDecoder(char_tokenizer)
+    ids = char_tokenizer("Answer: abc abd").input_ids
+    assert token_char_offsets(tokenizer, ids) == prefix_decoded_offsets(tokenizer, ids)
+    assert token_char_offsets(tokenizer, ids)[8:12] == [8, 9, 10, 9]  # "a", "ab", then "X"
+
+
+def test_alignment_is_linear(bpe_tokenizer):
+    """2,048 tokens take well under the quadratic method's time (a loose bound: the bench measures)."""
+    import time
+
+    ids = (bpe_tokenizer("Step: carry the one\nAnswer: 42 é日🙂\n").input_ids * 200)[:2048]
+    token_char_bounds(bpe_tokenizer, ids)  # fills the piece table
+    started = time.perf_counter()
+    token_char_bounds(bpe_tokenizer, ids)
+    assert time.perf_counter() - started < 0.1
