@@ -34,7 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
     evaluate.add_argument("run_dir", type=Path)
 
+    init = commands.add_parser("init", help="create a new project folder from a template (runs as it is)")
+    init.add_argument("project_dir", type=Path, metavar="DIR", help="the new project's folder")
+    init.add_argument("--template", default="instructions",
+                      choices=("instructions", "scratchpad", "fewshot", "empty"),
+                      help="instructions (paper 3.1), scratchpad (3.3), fewshot (3.2), or empty")
+
     args = parser.parse_args(argv)
+    if args.command == "init":
+        try:
+            return command_init(args)
+        except EngineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as transformers_logging
 
@@ -106,6 +118,15 @@ def command_preview(args) -> int:
         answer = "(the extractor found no answer)" if item.answer is None else repr(item.answer)
         verdict = "" if item.label is None else ("  [match]" if item.answer == item.label else f"  [no match: label {item.label!r}]")
         print(f"--- extracted answer: {answer}{verdict}")
+    return 0
+
+
+def command_init(args) -> int:
+    from engine.scaffold import create_project
+
+    folder = create_project(args.project_dir, args.template)
+    print(f"created {folder / 'project.toml'} and {folder / 'tasks.py'} ({args.template})\n"
+          f"next: ctxdistill preview {folder}   ctxdistill run {folder}   or open it with: ctxtui {folder}")
     return 0
 
 
