@@ -52,3 +52,120 @@ def test_check_fits_names_the_input_and_the_window(char_model_dir):
     message = str(raised.value)
     assert "the student prompt of input #1 is 100 tokens" in message
     assert "generate.max_new_tokens = 29" in message and "context window of 128 tokens" in message
+
+
+# --- cutting in linear time -----------------------------------------------------
+
+def cut_by_prefix_scan(tokenizer, ids, eos_ids, stops):
+    """The definition: the first prefix whose decode holds a stop string (quadratic)."""
+    for i, token in enumerate(ids):
+        if token in eos_ids:
+            ids = ids[: i + 1]
+            break
+    for i in range(len(ids)):
+        if any(stop and stop in tokenizer.decode(ids[: i + 1], skip_special_tokens=True) for stop in stops):
+            return ids[: i + 1]
+    return ids
+
+
+@pytest.mark.parametrize("text", ["ab\ncd", "x 日本\n\ny", "café é. done", "🙂 end 🙂🙂", "a  b\t\tc\n", "no stop"])
+@pytest.mark.parametrize("stops", [["\n"], ["本"], ["é."], ["🙂🙂", "\t"], ["  b", "cd"], []])
+def test_cut_output_equals_the_prefix_scan(text, stops, bpe_tokenizer):
+    eos = bpe_tokenizer.eos_token_id
+    from test_alignment import one_token_per_byte
+
+    for ids in (bpe_tokenizer(text).input_ids + [eos] + bpe_tokenizer("zz\n").input_ids,
+                one_token_per_byte(bpe_tokenizer, text)):
+        assert cut_output(bpe_tokenizer, ids, {eos}, stops) == cut_by_prefix_scan(bpe_tokenizer, ids, {eos}, stops)
+
+
+# --- labels step by step (issue 9, item 3) -----------------------------------------
+
+def label_function(kind: str, generators: list[torch.Generator]):
+    """What the teacher passes as on_step: one step's (batch, vocab) logits -> sparse labels per row.
+
+    Each output draws its `sampled` labels from its own generator, so its labels do not depend
+    on which rows share its batch or how long they run.
+    """
+    from engine.teacher import sparse_labels
+
+    def on_step(logits: torch.Tensor) -> list:
+        return [sparse_labels(logits[row: row + 1], [0], kind, 16, 3, generators[row]) for row in range(len(logits))]
+    return on_step
+
+
+@pytest.mark.parametrize("kind", ["sampled", "topk"])
+def test_labels_taken_step_by_step_equal_labels_from_kept_logits(model_and_tokenizer, kind):
+    model, tokenizer = model_and_tokenizer
+    prompt_ids = [tokenizer(prompt).input_ids for prompt in PROMPTS]
+    options = dict(max_new_tokens=6, temperature=1.0, stops=["\n"])
+    torch.manual_seed(5)
+    with_logits = generate_batch(model, tokenizer, prompt_ids, keep_logits=True, **options)
+    torch.manual_seed(5)
+    stepwise = generate_batch(model, tokenizer, prompt_ids, on_step=label_function(kind, [
+        torch.Generator().manual_seed(100 + row) for row in range(len(prompt_ids))]), **options)
+    from engine.teacher import sparse_labels
+
+    for row, (kept, streamed) in enumerate(zip(with_logits, stepwise)):
+        assert streamed.output_ids == kept.output_ids and streamed.logits is None  # same tokens, no dense logits
+        offsets, ids, probs = sparse_labels(kept.logits, kept.output_ids, kind, 16, 3,
+                                            torch.Generator().manual_seed(100 + row))
+        assert len(streamed.steps) == len(kept.output_ids)
+        for position, (step_offsets, step_ids, step_probs) in enumerate(streamed.steps):
+            begin, end = offsets[position].item(), offsets[position + 1].item()
+            assert step_ids.tolist() == ids[begin:end].tolist()
+            torch.testing.assert_close(step_probs, probs[begin:end], rtol=0, atol=0)
+
+
+def test_step_function_sees_the_raw_logits_keep_logits_keeps(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompt_ids = [tokenizer(prompt).input_ids for prompt in PROMPTS]
+    (kept, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4, keep_logits=True)
+    (streamed, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4,
+                                   on_step=lambda logits: list(logits.clone()))
+    assert torch.equal(torch.stack(streamed.steps), kept.logits)
+
+
+# --- shared-prefix reuse (issue 9, item 2) ------------------------------------------
+
+SHARED = "Reverse the letters.\nExample: abc -> cba\nExample: hgf -> fgh\n"
+INPUTS = ["ab", "abcdefgh", "h", "cab", "ddd", "efgha"]
+
+
+def test_common_prefix_leaves_every_prompt_a_token():
+    from engine.generation import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4, 5]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert common_prefix_length([[7], [7, 8]]) == 0
+    assert common_prefix_length([[1, 2], [3, 2]]) == 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_reusing_the_shared_prefix_gives_the_same_outputs(model_and_tokenizer, temperature):
+    from engine.generation import encode_prompts, encode_shared_prefix, generate_all
+
+    model, tokenizer = model_and_tokenizer
+    prompts = [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS]
+    assert len(encode_shared_prefix(model, encode_prompts(tokenizer, prompts)).ids) > 20
+    runs = []
+    for reuse_prefix in (False, True):
+        torch.manual_seed(3)
+        runs.append(generate_all(model, tokenizer, prompts, batch_size=4, reuse_prefix=reuse_prefix, max_new_tokens=6,
+                                 temperature=temperature, stops=["\n"], keep_logits=True))
+    for plain, reused in zip(*runs):
+        assert reused.output_ids == plain.output_ids and reused.text == plain.text
+        torch.testing.assert_close(reused.logits, plain.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_the_prefix_cache_is_not_changed_by_generating(model_and_tokenizer):
+    from engine.generation import encode_prompts, encode_shared_prefix
+
+    model, tokenizer = model_and_tokenizer
+    prompt_ids = encode_prompts(tokenizer, [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS[:2]])
+    prefix = encode_shared_prefix(model, prompt_ids)
+    before = prefix.cache.get_seq_length()
+    first = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4, prefix=prefix)
+    assert prefix.cache.get_seq_length() == before
+    assert [g.output_ids for g in generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4, prefix=prefix)] \
+        == [g.output_ids for g in first]
