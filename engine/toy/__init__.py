@@ -2,6 +2,8 @@
 
 `toy-base/` (shipped in the repo) is pretrained by `python -m engine.toy.pretrain`;
 see its TRAINING.md. It lets the whole workbench run offline in minutes.
+`toy-icl/` is toy-base continued on few-shot prompts, so it also learns from
+examples in its prompt (engine/toy/TRAINING.md has both models and the formats).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from engine.toy.model import build_toy_model, toy_llama_config
 from engine.toy.tokenizer import build_char_tokenizer
 
 TOY_BASE_DIR = Path(__file__).parent / "toy-base"
+TOY_ICL_DIR = Path(__file__).parent / "toy-icl"
 
 # Names that resolve to a model folder shipped inside the package.
-_TOY_MODELS = {"toy-base": TOY_BASE_DIR}
+_TOY_MODELS = {"toy-base": TOY_BASE_DIR, "toy-icl": TOY_ICL_DIR}
 
 
 def resolve_toy_model(name: str) -> Path | None:
@@ -22,5 +25,5 @@ def resolve_toy_model(name: str) -> Path | None:
     return _TOY_MODELS.get(name)
 
 
-__all__ = ["TOY_BASE_DIR", "build_char_tokenizer", "build_toy_model", "resolve_toy_model",
+__all__ = ["TOY_BASE_DIR", "TOY_ICL_DIR", "build_char_tokenizer", "build_toy_model", "resolve_toy_model",
            "toy_llama_config"]

@@ -1,6 +1,11 @@
-"""Pretrain the embedded "toy-base" model on the synthetic tasks in `tasks.py`.
+"""Pretrain the embedded toy models on the synthetic tasks in `tasks.py`.
 
     python -m engine.toy.pretrain --out engine/toy/toy-base --seed 0 --minutes 40
+    python -m engine.toy.pretrain --mixture icl --init engine/toy/toy-base --out engine/toy/toy-icl ...
+
+`--mixture base` is toy-base's (instructed tasks, scratch-pad addition);
+`--mixture icl` adds few-shot prompts (engine/toy/TRAINING.md has the formats and
+the exact commands of both models).
 
 Readable on purpose: one loop, freshly generated examples every step (no
 dataset to store, no epoch to overfit), loss only on the completion (the
@@ -49,9 +54,43 @@ MIXTURE: dict[tuple, float] = {
 }
 
 
+# toy-icl's mixture: toy-base's, scaled to 30% of the sequences so its skills are
+# kept, plus few-shot sequences (tasks.fewshot_prompt): an instruction task to
+# infer from its examples, or a letter substitution with a fresh key per
+# sequence, to look up in the examples. A few-shot sequence is trained on every
+# token, so each one teaches every number of examples from 0 to its length - 1,
+# and the model also learns to invent new inputs (the `fewshot` input source
+# samples them from the model).
+ICL_MIXTURE: dict[tuple, float] = {
+    **{kind: 0.3 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
+    ("fewshot", "instruction"): 0.3,
+    ("fewshot", "substitution"): 0.4,
+}
+MIXTURES = {"base": MIXTURE, "icl": ICL_MIXTURE}
+
+# Worked examples per few-shot training sequence (the last one is the query):
+# up to 9 covers the 8-example prompts the sample projects use, plus one spare.
+FEWSHOT_EXAMPLES = (2, 10)
+
+
+def fewshot_sequence(rng: random.Random, family: str) -> str:
+    """A whole few-shot text: examples of one task (or one substitution key), then
+    the query and its answer."""
+    n = rng.randint(*FEWSHOT_EXAMPLES)
+    if family == "instruction":
+        task = rng.choice(list(tasks.INSTRUCTION_TASKS))
+        rows = [tasks.instruction_example(rng, task) for _ in range(n)]
+    else:
+        key = tasks.random_key(rng)
+        rows = [tasks.substitution_example(rng, key) for _ in range(n)]
+    return tasks.fewshot_prompt(rows[:-1], rows[-1]["input"]) + rows[-1]["label"] + "\n"
+
+
 def sample_example(rng: random.Random, kind: tuple) -> tuple[str, str]:
     """One (prompt, completion) pair of the given mixture component."""
     family, arg = kind
+    if family == "fewshot":
+        return "", fewshot_sequence(rng, arg)  # empty prompt: the loss covers every token
     if family == "instruction":
         x = tasks.random_word(rng)
         return tasks.instruction_prompt(arg, x), tasks.instruction_completion(arg, x)
@@ -61,10 +100,11 @@ def sample_example(rng: random.Random, kind: tuple) -> tuple[str, str]:
     return tasks.direct_addition_prompt(a, b), tasks.direct_addition_completion(a, b)
 
 
-def encode_example(rng: random.Random, tokenizer) -> tuple[list[int], list[int]]:
+def encode_example(rng: random.Random, tokenizer, mixture: dict[tuple, float] = MIXTURE
+                   ) -> tuple[list[int], list[int]]:
     """One mixture example as (input ids, labels); labels are -100 on the prompt,
     so the loss covers only completion + EOS."""
-    kind = rng.choices(list(MIXTURE), weights=list(MIXTURE.values()))[0]
+    kind = rng.choices(list(mixture), weights=list(mixture.values()))[0]
     prompt, completion = sample_example(rng, kind)
     p = tokenizer(prompt, add_special_tokens=False).input_ids
     c = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
@@ -80,17 +120,20 @@ def collate(rows: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torc
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def make_batch(rng: random.Random, tokenizer, batch_size: int) -> dict[str, torch.Tensor]:
+def make_batch(rng: random.Random, tokenizer, batch_size: int,
+               mixture: dict[tuple, float] = MIXTURE) -> dict[str, torch.Tensor]:
     """A batch of fresh random examples."""
-    return collate([encode_example(rng, tokenizer) for _ in range(batch_size)], tokenizer.pad_token_id)
+    return collate([encode_example(rng, tokenizer, mixture) for _ in range(batch_size)],
+                   tokenizer.pad_token_id)
 
 
-def length_bucketed_batches(rng: random.Random, tokenizer, batch_size: int, group: int = 8):
+def length_bucketed_batches(rng: random.Random, tokenizer, batch_size: int,
+                            mixture: dict[tuple, float] = MIXTURE, group: int = 8):
     """Endless batches; each draws `group` batches' worth of examples, sorts them by
     length and cuts them into batches, so little compute is spent on padding
-    (lengths range from ~30 to ~120 characters)."""
+    (lengths range from ~30 to ~120 characters, few-shot sequences up to ~420)."""
     while True:
-        rows = sorted((encode_example(rng, tokenizer) for _ in range(batch_size * group)),
+        rows = sorted((encode_example(rng, tokenizer, mixture) for _ in range(batch_size * group)),
                       key=lambda r: len(r[0]))
         batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
         rng.shuffle(batches)
@@ -145,6 +188,35 @@ def evaluate(model, tokenizer, n: int, seed: int, temperature: float = 0.0) -> d
     return results
 
 
+def evaluate_icl(model, tokenizer, n: int, seed: int, shots: tuple[int, ...] = (0, 2, 4, 8),
+                 temperature: float = 0.0) -> dict[str, float]:
+    """In-context accuracy by number of worked examples in the prompt (own seeded RNG).
+
+    tasks@k: an instruction task inferred from k examples (the six tasks in turn),
+    exact match. subst@k: a letter substitution with a fresh key per prompt, exact
+    match of the whole answer; subst_pairs@k: the fraction of its "c>q" pairs right.
+    """
+    rng = random.Random(seed)
+    names = list(tasks.INSTRUCTION_TASKS)
+    model.eval()
+    results = {}
+    for k in shots:
+        rows = [[tasks.instruction_example(rng, names[i % len(names)]) for _ in range(k + 1)]
+                for i in range(n)]
+        outs = generate(model, tokenizer, [tasks.fewshot_prompt(r[:-1], r[-1]["input"]) for r in rows],
+                        24, temperature)
+        results[f"tasks@{k}"] = _exact(outs, [r[-1]["label"] for r in rows])
+        keys = [tasks.random_key(rng) for _ in range(n)]
+        rows = [[tasks.substitution_example(rng, key) for _ in range(k + 1)] for key in keys]
+        outs = generate(model, tokenizer, [tasks.fewshot_prompt(r[:-1], r[-1]["input"]) for r in rows],
+                        24, temperature)
+        results[f"subst@{k}"] = _exact(outs, [r[-1]["label"] for r in rows])
+        results[f"subst_pairs@{k}"] = sum(tasks.letters_correct(o, r[-1]["label"])
+                                          for o, r in zip(outs, rows)) / n
+    model.train()
+    return results
+
+
 def _exact(outs: list[str], targets: list[str]) -> float:
     # Generation may stop at EOS right after the final newline or run on; compare the first line.
     return sum(o.split("\n")[0] == t.split("\n")[0] for o, t in zip(outs, targets)) / len(targets)
@@ -166,21 +238,37 @@ def save(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def icl_table(greedy: dict, sampled: dict) -> str:
+    """Markdown table of `evaluate_icl` results: one row per number of examples."""
+    shots = sorted({int(k.split("@")[1]) for k in greedy})
+    head = "| examples in the prompt | tasks (greedy) | subst (greedy) | subst_pairs (greedy) | tasks (T=1) | subst (T=1) | subst_pairs (T=1) |\n|---|---|---|---|---|---|---|\n"
+    return head + "\n".join(
+        f"| {k} | " + " | ".join(f"{d[f'{m}@{k}']:.3f}" for d in (greedy, sampled)
+                                for m in ("tasks", "subst", "subst_pairs")) + " |" for k in shots)
+
+
 def write_training_md(out: Path, args, argv: list[str], steps: int, wall: float, n_params: int,
-                      greedy: dict, sampled: dict) -> None:
+                      greedy: dict, sampled: dict, icl_greedy: dict | None = None,
+                      icl_sampled: dict | None = None) -> None:
     table = "\n".join(f"| {k} | {greedy[k]:.3f} | {sampled[k]:.3f} |" for k in greedy)
     mb = (out / "model.safetensors").stat().st_size / 1e6
-    (out / "TRAINING.md").write_text(f"""# toy-base
+    origin = f"continued from `{args.init}`" if args.init else "pretrained from scratch"
+    icl = "" if icl_greedy is None else f"""
+## In-context accuracy ({args.eval_n} fresh prompts per cell; formats in engine/toy/TRAINING.md)
+
+{icl_table(icl_greedy, icl_sampled)}
+"""
+    (out / "TRAINING.md").write_text(f"""# {out.name}
 
 A {n_params / 1e6:.2f}M-parameter character-level Llama ({mb:.1f} MB safetensors),
-pretrained from scratch by `engine/toy/pretrain.py` on synthetic tasks (`engine/toy/tasks.py`).
+{origin} by `engine/toy/pretrain.py` (mixture `{args.mixture}`) on synthetic tasks (`engine/toy/tasks.py`).
 
 Command (run from the repository root):
 
     python -m engine.toy.pretrain {' '.join(argv)}
 
 - seed: {args.seed}
-- size: hidden {args.hidden}, {args.layers} layers, {args.heads} heads
+- size: {'that of the --init model' if args.init else f'hidden {args.hidden}, {args.layers} layers, {args.heads} heads'}
 - batch {args.batch}, peak lr {args.lr}, warmup {args.warmup}, AdamW wd {args.weight_decay}
 - steps trained: {steps} (time budget {args.minutes} min, step budget {args.steps})
 - wall time: {wall / 60:.1f} min with {args.threads} torch thread(s), on a 2-core CPU shared with other jobs
@@ -197,8 +285,9 @@ with loss only on completion + EOS.
 - instruction tasks (reverse ... count): prompt `"<instruction>\\nInput: x\\nOutput: "`.
 - scratchpad4: 4-digit `"Add with steps: a+b\\n"`, the number on the `Answer:` line.
 - direct4: 4-digit `"Add: a+b\\nAnswer: "` (never pretrained on for more than 2 digits).
-- bare_reverse: `"Input: x\\nOutput: "` with no instruction (never pretrained on), scored as reverse.
-""")
+- bare_reverse: `"Input: x\\nOutput: "` with no instruction (never pretrained on by the base
+  mixture; the icl mixture shows it as a few-shot prompt with 0 examples), scored as reverse.
+{icl}""")
 
 
 # --- training ----------------------------------------------------------------
@@ -207,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "toy-base")
+    ap.add_argument("--mixture", choices=sorted(MIXTURES), default="base",
+                    help="base: toy-base's tasks; icl: those plus few-shot prompts (toy-icl)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for training")
     ap.add_argument("--steps", type=int, default=100_000, help="step budget for training")
@@ -245,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     budget_s = args.minutes * 60
     start = last_save = time.time()
     model.train()
-    batches = length_bucketed_batches(rng, tokenizer, args.batch)
+    batches = length_bucketed_batches(rng, tokenizer, args.batch, MIXTURES[args.mixture])
     step, running = 0, 0.0
     while True:
         elapsed = time.time() - start
@@ -269,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
             running = 0.0
         if step % args.eval_every == 0:
             print(f"eval step {step}: {_fmt(evaluate(model, tokenizer, 50, seed=10_000 + step))}", flush=True)
+            if args.mixture == "icl":
+                print(f"eval icl step {step}: {_fmt(evaluate_icl(model, tokenizer, 60, seed=20_000 + step))}",
+                      flush=True)
         if time.time() - last_save > args.save_every_minutes * 60:
             save(model, tokenizer, args.out)
             last_save = time.time()
@@ -281,7 +375,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"final greedy: {_fmt(greedy)}", flush=True)
     sampled = evaluate(model, tokenizer, args.eval_n, seed=123_456, temperature=1.0)
     print(f"final sampled T=1: {_fmt(sampled)}", flush=True)
-    write_training_md(args.out, args, argv, step, wall, n_params, greedy, sampled)
+    icl_greedy = icl_sampled = None
+    if args.mixture == "icl":
+        icl_greedy = evaluate_icl(model, tokenizer, args.eval_n, seed=654_321)
+        print(f"final icl greedy: {_fmt(icl_greedy)}", flush=True)
+        icl_sampled = evaluate_icl(model, tokenizer, args.eval_n, seed=654_321, temperature=1.0)
+        print(f"final icl sampled T=1: {_fmt(icl_sampled)}", flush=True)
+    write_training_md(args.out, args, argv, step, wall, n_params, greedy, sampled, icl_greedy, icl_sampled)
     print(f"saved to {args.out}", flush=True)
 
 

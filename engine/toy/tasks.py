@@ -112,3 +112,64 @@ def scratchpad_answer(text: str) -> str | None:
         if line.startswith("Answer: "):
             return line[len("Answer: "):].strip()
     return None
+
+
+# --- in-context learning (the `toy-icl` model) ----------------------------------
+#
+# Few-shot prompts are worked examples in the bare format, one blank line apart,
+# then the query in the same format (no instruction anywhere):
+#
+#     Input: cab\nOutput: bac\n\nInput: fig\nOutput: gif\n\nInput: x\nOutput: 
+#
+# With zero examples this is exactly `bare_prompt`. Two families use it:
+#
+# * an instruction task (any of INSTRUCTION_TASKS) that the model must infer from
+#   the examples; one or two examples usually settle which task is meant;
+# * a letter substitution whose key (letters a-j -> distinct random letters) is
+#   new in every prompt: each example reveals the pairs of its word's letters,
+#   written "c>q" ("c is replaced by q"), so the more examples, the more of the
+#   key is known; a letter no example revealed can only be guessed.
+
+SUBSTITUTION_ALPHABET = "abcdefghij"
+
+
+def example_block(x: str, y: str) -> str:
+    """One worked example of a few-shot prompt, with the blank line that ends it."""
+    return f"Input: {x}\nOutput: {y}\n\n"
+
+
+def fewshot_prompt(examples: list[dict[str, str]], x: str) -> str:
+    """Worked examples (dicts with "input" and "label"), then the query `x`."""
+    return "".join(example_block(e["input"], e["label"]) for e in examples) + bare_prompt(x)
+
+
+def random_key(rng: random.Random) -> dict[str, str]:
+    """A substitution key: each letter of SUBSTITUTION_ALPHABET -> a distinct lowercase letter."""
+    return dict(zip(SUBSTITUTION_ALPHABET, rng.sample(string.ascii_lowercase, len(SUBSTITUTION_ALPHABET))))
+
+
+def key_pairs(key: dict[str, str]) -> str:
+    """The whole key in the answer's notation, e.g. "a>q b>x ... j>m"."""
+    return " ".join(f"{c}>{key[c]}" for c in sorted(key))
+
+
+def substitution_word(rng: random.Random, min_len: int = 3, max_len: int = 4) -> str:
+    """3-4 distinct letters from a-j: each example reveals that many pairs of the key."""
+    return "".join(rng.sample(SUBSTITUTION_ALPHABET, rng.randint(min_len, max_len)))
+
+
+def substitute(key: dict[str, str], word: str) -> str:
+    """The answer: each letter with its substitute, e.g. "cab" -> "c>q a>x b>y"."""
+    return " ".join(f"{c}>{key[c]}" for c in word)
+
+
+def substitution_example(rng: random.Random, key: dict[str, str]) -> dict[str, str]:
+    """One input word and its substitution under `key`."""
+    x = substitution_word(rng)
+    return {"input": x, "label": substitute(key, x)}
+
+
+def letters_correct(output: str, label: str) -> float:
+    """Fraction of the label's "c>q" pairs that the output's first line has at the same place."""
+    want, got = label.split(" "), output.split("\n")[0].split(" ")
+    return sum(w == g for w, g in zip(want, got)) / len(want)
