@@ -14,6 +14,7 @@ on scratch-pads, half on direct answers): the same inputs and the same compute.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -63,13 +64,19 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
     steps = total_steps_for(project, len(direct), 1)
     half = replace(project, distill=replace(project.distill, epochs=0, max_steps=max(1, steps // 2)))
     full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
+    def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
+        # Baselines keep their checkpoints apart, so a resume never loads them into the student.
+        return train(settings, examples, events, run_dir=run_dir, output_dir=run_dir / folder,
+                     checkpoints_dir=run_dir / f"{folder}-checkpoints", init_from=str(init_from) if init_from else None,
+                     phase=folder)
+
     saved = {}
     for method in project.baselines.methods:
         events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct answers, {steps} steps")
         folder = f"baselines/{method}"
         if method == "scdir":
-            first = train(half, run_dir, scratch, events, output_name=folder + "-scratch")
-            saved[method] = str(train(half, run_dir, direct, events, init_from=str(first), output_name=folder))
+            first = train_into(half, scratch, folder + "-scratch")
+            saved[method] = str(train_into(half, direct, folder, init_from=first))
         else:
-            saved[method] = str(train(full, run_dir, scratch + direct, events, output_name=folder))
+            saved[method] = str(train_into(full, scratch + direct, folder))
     return saved

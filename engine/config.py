@@ -58,8 +58,15 @@ class InputsConfig:
 
 @dataclass(frozen=True)
 class TemplateConfig:
-    template: str = option("", "Jinja2 template (inline). Variables: the input dict's keys, e.g. {{ input }}.")
+    template: str = option("", "Jinja2 template (inline). Variables: the input dict's keys, e.g. {{ input }}, and `vars`.")
     template_file: str = option("", "Jinja2 template file, relative to the project folder (instead of `template`).")
+    vars: dict = option({}, "Extra template variables shared by every input, e.g. examples = [{input = \"ab\", output = \"ba\"}]; an input's own keys win.")
+
+
+@dataclass(frozen=True)
+class TeacherConfig(TemplateConfig):
+    ensemble: int = option(1, "Teacher prompts rendered per input (each draws its own `| sample(n)` of examples); "
+                              "their probabilities are averaged at every answer token (paper hypothesis 5).")
 
 
 @dataclass(frozen=True)
@@ -125,24 +132,80 @@ class BaselinesConfig:
     methods: list = option([], "Supervised baselines on the same inputs (paper 3.3): scdir (scratch-pad then direct), sc+dir (both at once).")
 
 
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # operation and stage names become folder names
+OPERATION_TABLES = ("inputs", "teacher", "student", "extract")
+IMPLICIT = "main"  # the name of the one operation and stage of a project that declares none
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One context distillation: inputs, teacher template, student template, extractor (paper 2.1)."""
+
+    name: str = option("", "Unique name of the operation (a folder name: letters, digits, _ . -).")
+    weight: float = option(1.0, "Share of every training batch and weight of this operation's loss in its stage (> 0).")
+    inputs: InputsConfig = field(default_factory=InputsConfig, metadata={"help": "Overrides of the top-level [inputs], key by key."})
+    teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Overrides of the top-level [teacher]."})
+    student: TemplateConfig = field(default_factory=TemplateConfig, metadata={"help": "Overrides of the top-level [student]."})
+    extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "Overrides of the top-level [extract]."})
+
+
+TEACHER_SOURCES = ("base", "previous")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Operations trained together into one student, starting from the previous stage's student (paper 2.3)."""
+
+    name: str = option("", "Unique name of the stage (a folder name).")
+    operations: list = option([], "Names of the operations trained together in this stage (default: all).")
+    teacher: str = option("base", "Whose weights teach: the base model, or the previous stage's student (recursive distillation).",
+                          TEACHER_SOURCES)
+    distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Overrides of the top-level [distill], key by key."})
+
+
 @dataclass(frozen=True)
 class Project:
     name: str = option("", "Project name (defaults to the folder name).")
     description: str = option("", "One line about what this project distills.")
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model (teacher and student start from it)."})
     inputs: InputsConfig = field(default_factory=InputsConfig, metadata={"help": "The raw task input distribution."})
-    teacher: TemplateConfig = field(default_factory=TemplateConfig, metadata={"help": "The teacher template (long prompt)."})
+    teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "The teacher template (long prompt)."})
     student: TemplateConfig = field(default_factory=TemplateConfig, metadata={"help": "The student template (short prompt)."})
     extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "The answer extractor."})
     generate: GenerateConfig = field(default_factory=GenerateConfig, metadata={"help": "Teacher sampling."})
     distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Training."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Evaluation on held-out inputs."})
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig, metadata={"help": "Baselines trained and scored beside the student."})
+    # [[operations]] and [[stages]], resolved (inherited tables filled in); never empty after loading:
+    # a project that declares none has one implicit operation and stage, both named "main".
+    operations: tuple = field(default=(), metadata={"help": "Distillation operations ([[operations]]).", "internal": True})
+    stages: tuple = field(default=(), metadata={"help": "Sequential stages ([[stages]]).", "internal": True})
+    combined: bool = field(default=False, metadata={"help": "The file declares operations or stages.", "internal": True})
     dir: Path = field(default=Path("."), compare=False, metadata={"help": "The project folder (not in the TOML).", "internal": True})
 
     @property
     def file(self) -> Path:
         return self.dir / PROJECT_FILE
+
+    def operation(self, name: str) -> Operation:
+        for operation in self.operations:
+            if operation.name == name:
+                return operation
+        raise KeyError(f"no operation {name!r} (operations: {', '.join(op.name for op in self.operations)})")
+
+    def for_operation(self, name: str, stage: Stage | None = None) -> "Project":
+        """A single-operation project whose top-level tables are operation `name`'s (and `stage`'s [distill]).
+
+        Everything that handles one distillation (sources, teacher pass, alignment,
+        evaluation, preview) takes such a view, so none of it knows about operations.
+        """
+        operation = self.operation(name)
+        distill = stage.distill if stage is not None else self.distill
+        only = replace(operation, weight=1.0)
+        return replace(self, inputs=operation.inputs, teacher=operation.teacher, student=operation.student,
+                       extract=operation.extract, distill=distill, operations=(only,),
+                       stages=(Stage(name=stage.name if stage else IMPLICIT, operations=[name], distill=distill),),
+                       combined=False)
 
 
 # --- loading -----------------------------------------------------------------
@@ -167,15 +230,94 @@ def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(file, [f"not valid TOML: {error}"]) from None
     problems: list[str] = []
+    raw_operations, raw_stages = data.pop("operations", None), data.pop("stages", None)
     project = _build(Project, data, "", problems)
+    project = replace(project, dir=project_dir, name=project.name or project_dir.name)
+    project = _resolve_template_files(project, "", problems)
+    operations = _build_operations(project, raw_operations, problems)
+    stages = _build_stages(project, raw_stages, operations, problems)
     if problems:
         raise ConfigError(file, problems)
-    project = replace(project, dir=project_dir, name=project.name or project_dir.name)
-    project = _resolve_template_files(project, problems)
+    project = replace(project, operations=operations, stages=stages,
+                      combined=raw_operations is not None or raw_stages is not None)
     problems += validate(project)
     if problems:
         raise ConfigError(file, problems)
     return project
+
+
+# --- operations and stages: tables inherited key by key ---------------------------
+
+def _build_operations(project: Project, raw: Any, problems: list[str]) -> tuple[Operation, ...]:
+    if raw is None:
+        implicit = Operation(name=IMPLICIT, inputs=project.inputs, teacher=project.teacher,
+                             student=project.student, extract=project.extract)
+        return (implicit,)
+    if not isinstance(raw, list) or not raw:
+        problems.append("`operations` must be an array of tables: [[operations]] with a `name` each")
+        return ()
+    operations = []
+    for index, table in enumerate(raw):
+        prefix = _item_prefix("operations", index, table)
+        if not isinstance(table, dict):
+            problems.append(f"`{prefix}` = {table!r}: expected a table ([[operations]])")
+            continue
+        own = {key: value for key, value in table.items() if key not in OPERATION_TABLES}
+        operation = _build(Operation, own, prefix + ".", problems)
+        inherited = {part: _override(getattr(project, part), table.get(part), f"{prefix}.{part}", problems)
+                     for part in OPERATION_TABLES}
+        operation = replace(operation, **inherited)
+        for part in ("teacher", "student"):
+            template = _resolve_template_file(project.dir, getattr(operation, part), f"{prefix}.{part}", problems)
+            operation = replace(operation, **{part: template})
+        operations.append(operation)
+    return tuple(operations)
+
+
+def _build_stages(project: Project, raw: Any, operations: tuple[Operation, ...], problems: list[str]) -> tuple[Stage, ...]:
+    every = [operation.name for operation in operations]
+    if raw is None:
+        return (Stage(name=IMPLICIT, operations=every, distill=project.distill),)
+    if not isinstance(raw, list) or not raw:
+        problems.append("`stages` must be an array of tables: [[stages]] with a `name` each")
+        return ()
+    stages = []
+    for index, table in enumerate(raw):
+        prefix = _item_prefix("stages", index, table)
+        if not isinstance(table, dict):
+            problems.append(f"`{prefix}` = {table!r}: expected a table ([[stages]])")
+            continue
+        stage = _build(Stage, {key: value for key, value in table.items() if key != "distill"}, prefix + ".", problems)
+        distill = _override(project.distill, table.get("distill"), f"{prefix}.distill", problems)
+        stages.append(replace(stage, operations=list(stage.operations) or every, distill=distill))
+    return tuple(stages)
+
+
+def _item_prefix(array: str, index: int, table: Any) -> str:
+    """`operations.upper` for a named item, `operations[2]` otherwise (errors name the item the user wrote)."""
+    name = table.get("name") if isinstance(table, dict) else None
+    return f"{array}.{name}" if isinstance(name, str) and name else f"{array}[{index}]"
+
+
+# Setting one of these keys replaces the whole group: an operation that sets `template_file`
+# must not also inherit the top level's inline `template`, nor a stage's `max_steps` its `epochs`.
+EXCLUSIVE_KEYS = ({"template", "template_file"}, {"epochs", "max_steps"})
+
+
+def _override(parent, raw: Any, prefix: str, problems: list[str]):
+    """`parent` (a top-level table) with the keys set in `raw` replaced."""
+    if raw is None:
+        return parent
+    own = _build(type(parent), raw, prefix + ".", problems)
+    if not isinstance(raw, dict):
+        return parent
+    changed = {key: getattr(own, key) for key in raw if hasattr(own, key)}
+    for group in EXCLUSIVE_KEYS:
+        if group & changed.keys():
+            for key in group - changed.keys():
+                if hasattr(parent, key):
+                    changed[key] = type(getattr(parent, key))()
+    return replace(parent, **changed)
 
 
 def _build(cls, data: Any, prefix: str, problems: list[str]):
@@ -242,65 +384,43 @@ def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, 
     return value
 
 
-def _resolve_template_files(project: Project, problems: list[str]) -> Project:
-    """Inline `template_file` contents so every consumer sees `template` text."""
-    resolved = {}
-    for part in ("teacher", "student"):
-        config: TemplateConfig = getattr(project, part)
-        if config.template and config.template_file:
-            problems.append(f"set `{part}.template` or `{part}.template_file`, not both")
-        elif config.template_file:
-            path = project.dir / config.template_file
-            if not path.exists():
-                problems.append(f"`{part}.template_file` = {config.template_file!r}: no such file ({path})")
-            else:
-                resolved[part] = replace(config, template=path.read_text(encoding="utf-8"))
-        elif not config.template:
-            problems.append(f"`{part}.template` is missing: the {part} prompt needs a template, e.g. template = \"{{{{ input }}}}\"")
-    return replace(project, **resolved)
+def _resolve_template_files(project: Project, prefix: str, problems: list[str]) -> Project:
+    """Inline the top level's `template_file` contents so every consumer sees `template` text."""
+    return replace(project, **{part: _resolve_template_file(project.dir, getattr(project, part), prefix + part, problems)
+                               for part in ("teacher", "student")})
+
+
+def _resolve_template_file(project_dir: Path, config: TemplateConfig, dotted: str, problems: list[str]) -> TemplateConfig:
+    if config.template and config.template_file:
+        problems.append(f"set `{dotted}.template` or `{dotted}.template_file`, not both")
+    elif config.template_file:
+        path = project_dir / config.template_file
+        if not path.exists():
+            problems.append(f"`{dotted}.template_file` = {config.template_file!r}: no such file ({path})")
+        else:
+            # Cleared once inlined: an operation inheriting this table must not see both keys set.
+            return replace(config, template=path.read_text(encoding="utf-8"), template_file="")
+    return config
 
 
 def validate(project: Project) -> list[str]:
-    """Cross-field rules, each naming the keys involved."""
+    """Cross-field rules, each naming the keys involved.
+
+    A project without [[operations]] or [[stages]] is validated under the
+    top-level names (`inputs.function`), as it always was.
+    """
     problems = []
-    inputs, extract, distill = project.inputs, project.extract, project.distill
-    needs = {"python": "function", "file": "path", "datasets": "dataset", "fewshot": "fewshot_prompt"}
-    if not getattr(inputs, needs[inputs.source]):
-        problems.append(f"`inputs.source` = {inputs.source!r} needs `inputs.{needs[inputs.source]}`")
-    if inputs.source == "python" and inputs.function and ":" not in inputs.function:
-        problems.append(f"`inputs.function` = {inputs.function!r}: expected `module:function`, e.g. \"tasks:make_inputs\"")
-    if inputs.count == 0:
-        problems.append("`inputs.count` must be at least 1")
-    if project.eval.count == 0:
-        problems.append("`eval.count` must be at least 1")
-    if extract.kind == "regex" and not extract.pattern:
-        problems.append("`extract.kind` = 'regex' needs `extract.pattern`")
-    if extract.kind == "regex" and extract.pattern:
-        import re
-        try:
-            compiled = re.compile(extract.pattern)
-            if extract.group > compiled.groups:
-                problems.append(f"`extract.group` = {extract.group}: the pattern has only {compiled.groups} group(s)")
-        except re.error as error:
-            problems.append(f"`extract.pattern` = {extract.pattern!r}: not a valid regular expression ({error})")
-    if extract.kind == "after_marker" and not extract.marker:
-        problems.append("`extract.kind` = 'after_marker' needs `extract.marker`")
-    if extract.kind == "callable" and ":" not in extract.function:
-        problems.append("`extract.kind` = 'callable' needs `extract.function` = \"module:function\"")
-    if distill.epochs and distill.max_steps:
-        problems.append("set `distill.epochs` or `distill.max_steps`, not both")
-    if not distill.epochs and not distill.max_steps:
-        problems.append("set `distill.epochs` or `distill.max_steps` (how long to train)")
-    if distill.batch_size == 0 or distill.grad_accum == 0:
-        problems.append("`distill.batch_size` and `distill.grad_accum` must be at least 1")
-    if distill.labels == "sampled" and distill.num_samples == 0:
-        problems.append("`distill.num_samples` must be at least 1 for sampled labels")
-    if distill.labels == "topk" and distill.top_k == 0:
-        problems.append("`distill.top_k` must be at least 1 for topk labels")
+    for operation in project.operations:
+        problems += _validate_operation(project, operation)
+    problems += _validate_names(project)
+    for index, stage in enumerate(project.stages):
+        problems += _validate_stage(project, index, stage)
     if project.generate.max_new_tokens == 0:
         problems.append("`generate.max_new_tokens` must be at least 1")
     if project.generate.top_p > 1 or project.generate.top_p == 0:
         problems.append(f"`generate.top_p` = {project.generate.top_p}: expected a number in (0, 1]")
+    if project.eval.count == 0:
+        problems.append("`eval.count` must be at least 1")
     for metric in project.eval.metrics:
         if metric not in METRICS and ":" not in metric:
             close = difflib.get_close_matches(metric, METRICS, n=1)
@@ -309,6 +429,122 @@ def validate(project: Project) -> list[str]:
     for method in project.baselines.methods:
         if method not in BASELINES:
             problems.append(f"`baselines.methods` has {method!r}: expected one of {', '.join(BASELINES)}")
+    if project.baselines.methods and (len(project.operations) > 1 or len(project.stages) > 1):
+        problems.append("`baselines.methods`: the supervised baselines run on single-operation, single-stage projects only")
+    return list(dict.fromkeys(problems))  # operations inheriting the same faulty table report it once
+
+
+def _validate_operation(project: Project, operation: Operation) -> list[str]:
+    """Each problem names the key where the user wrote it: the operation's own table, or the top level's it inherits."""
+    def owner(part: str) -> str:
+        return f"operations.{operation.name}." if getattr(operation, part) != getattr(project, part) else ""
+
+    problems = []
+    inputs, extract, teacher = operation.inputs, operation.extract, operation.teacher
+    if project.combined and operation.weight <= 0:
+        problems.append(f"`operations.{operation.name}.weight` = {operation.weight}: expected a positive number")
+    for part in ("teacher", "student"):
+        if not getattr(operation, part).template:
+            problems.append(f"`{owner(part)}{part}.template` is missing: the {part} prompt needs a template, "
+                            f"e.g. template = \"{{{{ input }}}}\"")
+    prefix = owner("inputs")
+    needs = {"python": "function", "file": "path", "datasets": "dataset", "fewshot": "fewshot_prompt"}
+    if not getattr(inputs, needs[inputs.source]):
+        problems.append(f"`{prefix}inputs.source` = {inputs.source!r} needs `{prefix}inputs.{needs[inputs.source]}`")
+    if inputs.source == "python" and inputs.function and ":" not in inputs.function:
+        problems.append(f"`{prefix}inputs.function` = {inputs.function!r}: expected `module:function`, e.g. \"tasks:make_inputs\"")
+    if inputs.count == 0:
+        problems.append(f"`{prefix}inputs.count` must be at least 1")
+    prefix = owner("extract")
+    if extract.kind == "regex" and not extract.pattern:
+        problems.append(f"`{prefix}extract.kind` = 'regex' needs `{prefix}extract.pattern`")
+    if extract.kind == "regex" and extract.pattern:
+        import re
+        try:
+            compiled = re.compile(extract.pattern)
+            if extract.group > compiled.groups:
+                problems.append(f"`{prefix}extract.group` = {extract.group}: the pattern has only {compiled.groups} group(s)")
+        except re.error as error:
+            problems.append(f"`{prefix}extract.pattern` = {extract.pattern!r}: not a valid regular expression ({error})")
+    if extract.kind == "after_marker" and not extract.marker:
+        problems.append(f"`{prefix}extract.kind` = 'after_marker' needs `{prefix}extract.marker`")
+    if extract.kind == "callable" and ":" not in extract.function:
+        problems.append(f"`{prefix}extract.kind` = 'callable' needs `{prefix}extract.function` = \"module:function\"")
+    problems += _validate_ensemble(teacher, owner("teacher"))
+    return problems
+
+
+def _validate_ensemble(teacher: TeacherConfig, prefix: str) -> list[str]:
+    """An ensemble needs prompts that differ: a template that draws `| sample(n)` from enough examples."""
+    import math
+    import re
+
+    if teacher.ensemble == 0:
+        return [f"`{prefix}teacher.ensemble` must be at least 1"]
+    if teacher.ensemble == 1:
+        return []
+    draws = re.findall(r"\b(\w+)\s*\|\s*sample\(\s*(\d+)\s*\)", teacher.template)
+    if not draws:
+        return [f"`{prefix}teacher.ensemble` = {teacher.ensemble}: the teacher template draws no random subset, so all "
+                f"{teacher.ensemble} prompts would be the same; draw examples with e.g. `{{% for ex in examples | sample(4) %}}`"]
+    problems = []
+    for variable, size in draws:
+        pool = teacher.vars.get(variable)
+        if not isinstance(pool, list):
+            continue  # drawn from the input's own keys: checked when the prompts are rendered
+        if int(size) > len(pool):
+            problems.append(f"`{prefix}teacher.template` draws sample({size}) from `{prefix}teacher.vars.{variable}`, "
+                            f"which holds only {len(pool)} item(s)")
+        elif math.comb(len(pool), int(size)) < teacher.ensemble:
+            problems.append(f"`{prefix}teacher.ensemble` = {teacher.ensemble} is larger than the examples allow: "
+                            f"{len(pool)} examples give only {math.comb(len(pool), int(size))} distinct subsets of {size}")
+    return problems
+
+
+def _validate_names(project: Project) -> list[str]:
+    import re
+
+    problems = []
+    for array, items in (("operations", project.operations), ("stages", project.stages)):
+        seen = set()
+        for index, item in enumerate(items):
+            if not item.name:
+                problems.append(f"`{array}[{index}].name` is missing: every item of [[{array}]] needs a unique name")
+            elif not re.fullmatch(NAME_PATTERN, item.name) or len(item.name) > 64:
+                problems.append(f"`{array}[{index}].name` = {item.name!r}: use at most 64 letters, digits, `_`, `.` or `-` "
+                                "(it names a folder of the run)")
+            elif item.name in seen:
+                problems.append(f"`{array}[{index}].name` = {item.name!r}: two {array} have this name; names must be unique")
+            seen.add(item.name)
+    return problems
+
+
+def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
+    problems = []
+    prefix = f"stages.{stage.name}."
+    known = [operation.name for operation in project.operations]
+    for name in stage.operations:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; operations: {', '.join(known)}"
+            problems.append(f"`{prefix}operations` names {name!r}, which is not an operation{hint}")
+    if len(set(stage.operations)) != len(stage.operations):
+        problems.append(f"`{prefix}operations` lists an operation twice")
+    if stage.teacher == "previous" and index == 0:
+        problems.append(f"`{prefix}teacher` = 'previous' on the first stage: there is no previous student yet "
+                        "(recursive distillation starts at the second stage)")
+    distill = stage.distill
+    prefix = prefix if distill != project.distill else ""  # inherited: the fault is in the top-level [distill]
+    if distill.epochs and distill.max_steps:
+        problems.append(f"set `{prefix}distill.epochs` or `{prefix}distill.max_steps`, not both")
+    if not distill.epochs and not distill.max_steps:
+        problems.append(f"set `{prefix}distill.epochs` or `{prefix}distill.max_steps` (how long to train)")
+    if distill.batch_size == 0 or distill.grad_accum == 0:
+        problems.append(f"`{prefix}distill.batch_size` and `{prefix}distill.grad_accum` must be at least 1")
+    if distill.labels == "sampled" and distill.num_samples == 0:
+        problems.append(f"`{prefix}distill.num_samples` must be at least 1 for sampled labels")
+    if distill.labels == "topk" and distill.top_k == 0:
+        problems.append(f"`{prefix}distill.top_k` must be at least 1 for topk labels")
     return problems
 
 
@@ -318,9 +554,24 @@ METRICS = ("exact_match", "rouge_l", "accuracy", "answer_kl")
 # --- writing -----------------------------------------------------------------
 
 def project_to_dict(project: Project) -> dict:
-    """The resolved project as plain data (templates inlined, defaults filled)."""
+    """The resolved project as plain data (templates inlined, defaults filled).
+
+    Operations and stages are written out in full (nothing left to inherit) when the
+    project declared them; a project that did not is written exactly as before.
+    """
     data = asdict(project)
-    data.pop("dir")
+    for key in ("dir", "operations", "stages", "combined"):
+        data.pop(key)
+    for part in ("teacher", "student"):
+        data[part].pop("template_file")
+    if project.combined:
+        data["operations"] = [_operation_dict(operation) for operation in project.operations]
+        data["stages"] = [asdict(stage) for stage in project.stages]
+    return data
+
+
+def _operation_dict(operation: Operation) -> dict:
+    data = asdict(operation)
     for part in ("teacher", "student"):
         data[part].pop("template_file")
     return data

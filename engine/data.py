@@ -24,11 +24,12 @@ class DistillExample:
     answer_start: int  # index in input_ids of the first answer token
     label_ids: list[torch.Tensor]  # per answer token
     label_probs: list[torch.Tensor]
+    operation: int = 0  # index of its operation in the stage (simultaneous distillation)
 
 
 def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: Extractor,
-                   max_seq_len: int) -> tuple[list[DistillExample], list[int]]:
-    """(examples, indices of records whose answer the extractor could not find)."""
+                   max_seq_len: int, operation: int = 0) -> tuple[list[DistillExample], list[int]]:
+    """(examples, indices of records whose answer the extractor could not find); `operation` tags them."""
     examples, missed = [], []
     for index, record in enumerate(records):
         answer = extractor.find(record.text)
@@ -46,7 +47,7 @@ def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: 
         offsets = record.label_offsets
         label_ids = [record.label_ids[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
         label_probs = [record.label_probs[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
-        examples.append(DistillExample(input_ids, len(prompt_ids), label_ids, label_probs))
+        examples.append(DistillExample(input_ids, len(prompt_ids), label_ids, label_probs, operation))
     if not examples:
         first = records[0].text if records else ""
         raise ExtractionError(
@@ -60,7 +61,7 @@ def collate(examples: list[DistillExample], pad_id: int) -> tuple[torch.Tensor, 
     width = max(len(example.input_ids) for example in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    positions, per_position = [], []
+    positions, per_position, operations = [], [], []
     for row, example in enumerate(examples):
         input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
         attention_mask[row, : len(example.input_ids)] = 1
@@ -68,5 +69,7 @@ def collate(examples: list[DistillExample], pad_id: int) -> tuple[torch.Tensor, 
             # The logits at position t predict token t + 1.
             positions.append((row, example.answer_start - 1 + j))
             per_position.append((ids, probs))
+            operations.append(example.operation)
     label_ids, label_probs = pad_labels(per_position)
-    return input_ids, attention_mask, SparseTargets(torch.tensor(positions, dtype=torch.long), label_ids, label_probs)
+    return input_ids, attention_mask, SparseTargets(torch.tensor(positions, dtype=torch.long), label_ids, label_probs,
+                                                    torch.tensor(operations, dtype=torch.long))

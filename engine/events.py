@@ -18,6 +18,11 @@ Event types and their figures:
 | `done`       | `status` ("completed" / "stopped" / "failed"), optional `metrics`  |
 
 Stages, in order: `setup`, `teacher`, `train`, `eval`, `done`.
+
+Every event also names where in the project it happened: `stage_name` (the
+[[stages]] item, "main" for a project without stages) and `operation` (the
+[[operations]] item, "main" without operations; null for events of a whole
+stage, such as its training steps). `stage` keeps its meaning: the phase above.
 """
 
 from __future__ import annotations
@@ -46,13 +51,18 @@ class EventWriter:
         self.enabled = enabled
         self.listeners: list = []
         self.stage = "setup"
+        self.scope: dict[str, str | None] = {}  # stage_name and operation, merged into every event
         self._file = open(self.path, "a", encoding="utf-8") if enabled else None
+
+    def set_scope(self, stage_name: str | None = None, operation: str | None = None) -> None:
+        """Name the project stage and operation that the following events belong to."""
+        self.scope = {"stage_name": stage_name, "operation": operation}
 
     def emit(self, type: str, stage: str | None = None, **fields: Any) -> dict:
         assert type in EVENT_TYPES, type
         if stage is not None:
             self.stage = stage
-        event = {"type": type, "time": time.time(), "stage": self.stage, **fields}
+        event = {"type": type, "time": time.time(), "stage": self.stage, **self.scope, **fields}
         if self._file is not None:
             self._file.write(json.dumps(event, default=_jsonable) + "\n")
             self._file.flush()
@@ -129,10 +139,18 @@ class RunState:
     checkpoints: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     teacher_cache: str | None = None
+    stage_name: str | None = None  # the project stage ([[stages]]) running now
+    operation: str | None = None  # the operation running now (None during a stage's training)
+    stage_names: list[str] = field(default_factory=list)  # project stages seen, in order
+    stage_evals: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)  # stage -> operation -> which -> metrics
 
     def apply(self, event: dict) -> None:
         kind = event.get("type")
         self.stage = event.get("stage", self.stage)
+        if "stage_name" in event:
+            self.stage_name, self.operation = event["stage_name"], event.get("operation")
+            if self.stage_name is not None and self.stage_name not in self.stage_names:
+                self.stage_names.append(self.stage_name)
         self.last_event_at = event.get("time", self.last_event_at)
         if self.started_at is None:
             self.started_at = self.last_event_at
@@ -158,6 +176,9 @@ class RunState:
                 self.memory_mb = event.get("memory_mb")
         elif kind == "eval":
             self.evals[event["which"]] = event["metrics"]
+            if event.get("stage_name") is not None:
+                by_operation = self.stage_evals.setdefault(event["stage_name"], {})
+                by_operation.setdefault(event.get("operation") or "", {})[event["which"]] = event["metrics"]
         elif kind == "checkpoint":
             self.checkpoints.append(event["path"])
         elif kind == "error":

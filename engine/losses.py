@@ -19,14 +19,17 @@ class SparseTargets:
     positions: (P, 2) long, (row, column) of the logits that predict each answer token
     label_ids: (P, K) long, padded with 0
     label_probs: (P, K) float, padded with 0; each row sums to 1
+    operations: (P,) long, which operation each position belongs to (simultaneous distillation)
     """
 
     positions: torch.Tensor
     label_ids: torch.Tensor
     label_probs: torch.Tensor
+    operations: torch.Tensor | None = None
 
     def to(self, device) -> "SparseTargets":
-        return SparseTargets(self.positions.to(device), self.label_ids.to(device), self.label_probs.to(device))
+        operations = self.operations.to(device) if self.operations is not None else None
+        return SparseTargets(self.positions.to(device), self.label_ids.to(device), self.label_probs.to(device), operations)
 
 
 def pad_labels(per_position: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +43,9 @@ def pad_labels(per_position: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[t
     return label_ids, label_probs
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy, mean KL) over answer positions.
+def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets,
+                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, KL) over answer positions: their mean, or with `weights` the weighted sum of each operation's mean.
 
     logits: (batch, seq, vocab) student logits.
     CE = -sum_i p_i log q_i; KL = CE - H(p). Their gradients are equal (H(p) is a
@@ -53,7 +57,24 @@ def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets) -> tuple[to
     cross_entropy = -(targets.label_probs * picked).sum(-1)
     safe_probs = targets.label_probs.clamp_min(1e-12)
     entropy = -(targets.label_probs * safe_probs.log()).sum(-1)
-    return cross_entropy.mean(), (cross_entropy - entropy).mean()
+    if weights is None or targets.operations is None:
+        return cross_entropy.mean(), (cross_entropy - entropy).mean()
+    return weighted_by_operation(cross_entropy, targets.operations, weights), \
+        weighted_by_operation(cross_entropy - entropy, targets.operations, weights)
+
+
+def weighted_by_operation(values: torch.Tensor, operations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_o w_o * mean(values of operation o) / sum of w_o over the operations present (paper eq. 2).
+
+    Weights are normalized to sum to one, so one operation's loss is its plain mean;
+    an operation with no positions in this batch drops out instead of counting as zero.
+    """
+    weights = weights.to(values.device, values.dtype)
+    count = torch.zeros_like(weights).index_add_(0, operations, torch.ones_like(values))
+    total = torch.zeros_like(weights).index_add_(0, operations, values)
+    present = count > 0
+    means = total[present] / count[present]
+    return (weights[present] * means).sum() / weights[present].sum()
 
 
 def dense_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

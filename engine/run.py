@@ -1,7 +1,15 @@
-"""One context distillation, end to end: inputs -> teacher -> train -> evaluate.
+"""A run, end to end: for each stage, the teacher pass of each operation, training, evaluation.
 
-Everything lands in one run folder (design.md, "Run directory and events"),
-which is the whole truth about the run.
+A project is a list of stages (design.md, "Combining distillations"); a project
+that declares none is one stage of one operation, and runs exactly as before.
+Each stage trains one student on its operations at once (simultaneous
+distillation), starting from the previous stage's student (sequential); its
+teacher is the base model, or the previous student (recursive). After every
+stage, every operation seen so far is evaluated, so the run shows what a later
+stage overwrote.
+
+Everything lands in one run folder (engine/layout.py says where), which is the
+whole truth about the run. This module holds the only loop over stages.
 """
 
 from __future__ import annotations
@@ -10,21 +18,20 @@ import gc
 import json
 import os
 import sys
-import time
 import traceback
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
-from engine.config import Project, load_project, project_from_toml_text, project_to_toml
+from engine.config import Project, Stage, project_from_toml_text, project_to_toml
 from engine.data import build_examples
 from engine.errors import EngineError, StopRequested
-from engine.evaluate import answer_kl, decode, mean, references_for, sample_entry, score
 from engine.events import EventWriter, read_events
 from engine.extractors import Extractor
+from engine.layout import RunLayout, is_saved_model, publish_student
 from engine.models import load_model, load_tokenizer
 from engine.sources import load_inputs
+from engine.stage_eval import evaluate_stage, overwrite_matrix
 from engine.teacher import KEY_FILE, load_cache, teacher_pass
 
 RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student", "metrics.json", "samples.jsonl")
@@ -46,41 +53,31 @@ def project_of_run(run_dir: Path) -> Project:
 
 
 def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> dict | None:
-    """Run (or resume) a distillation; returns metrics, or None when stopped."""
+    """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
     from accelerate import PartialState
 
     state = PartialState()
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    layout = RunLayout.of(project, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and state.is_main_process:
         (run_dir / "project.toml").write_text(project_to_toml(project), encoding="utf-8")
     events = EventWriter(run_dir / "events.jsonl", enabled=state.is_main_process)
     events.listeners.extend(listeners)
+    events.set_scope(project.stages[0].name, None)
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
-                run_dir=str(run_dir), processes=state.num_processes)
+                run_dir=str(run_dir), processes=state.num_processes,
+                stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
     try:
-        distill_inputs, eval_inputs, records = _teacher_stage(project, run_dir, events, state)
-        extractor = Extractor(project.extract, project.dir)
-        tokenizer = load_tokenizer(project.model, project.dir)
-        examples, missed = build_examples(project, tokenizer, records, extractor, project.distill.max_seq_len)
-        events.emit("status", stage="teacher", message=f"{len(examples)} answers extracted, {len(missed)} outputs without one",
-                    extracted=len(examples), missed=len(missed))
-
-        from engine.train import train
-
-        student_dir = run_dir / "student"
-        if resume and (student_dir / "config.json").exists():
-            events.emit("status", stage="train", message="the student was already trained before the stop; not training it again")
-        else:
-            student_dir = train(project, run_dir, examples, events, resume=resume)
-        baselines = {}
-        if project.baselines.methods:
-            from engine.baselines import train_baselines
-
-            baselines = train_baselines(project, run_dir, tokenizer, records, extractor, events)
+        inputs = load_all_inputs(project, events)
+        results, previous, teacher_memo = {}, None, {}
+        for index, stage in enumerate(project.stages):
+            events.set_scope(stage.name, None)
+            results[stage.name] = run_stage(project, index, layout, inputs, previous, events, state, resume, teacher_memo)
+            previous = layout.student_dir(stage)
         metrics = None
         if state.is_main_process:
-            metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events, baselines)
+            metrics = write_run_metrics(project, layout, results)
         state.wait_for_everyone()
         events.emit("done", stage="done", status="completed", metrics=metrics)
         return metrics
@@ -100,114 +97,154 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
         events.close()
 
 
-def _teacher_stage(project, run_dir, events, state):
-    """Inputs and the teacher pass on the main process; the others read its cache."""
+def load_all_inputs(project: Project, events) -> dict[str, tuple[list[dict], list[dict]]]:
+    """{operation: (distillation inputs, held-out inputs)}; few-shot sources sample them from the base model."""
     model = tokenizer = None
-    if project.inputs.source == "fewshot" or state.is_main_process:
+    if any(operation.inputs.source == "fewshot" for operation in project.operations):
         model, tokenizer = load_model(project.model, project.dir)
-    distill_inputs, eval_inputs = load_inputs(project, model, tokenizer)
-    events.emit("status", stage="setup", message=f"{len(distill_inputs)} distillation inputs, {len(eval_inputs)} held out")
-    records = None
-    if state.is_main_process:
-        records = teacher_pass(project, model, tokenizer, distill_inputs, run_dir, events)
+    inputs = {}
+    for operation in project.operations:
+        events.set_scope(events.scope.get("stage_name"), operation.name)
+        inputs[operation.name] = load_inputs(project.for_operation(operation.name), model, tokenizer)
+        distill, held_out = inputs[operation.name]
+        events.emit("status", stage="setup", message=f"{len(distill)} distillation inputs, {len(held_out)} held out"
+                    + (f" ({operation.name})" if project.combined else ""))
+    events.set_scope(events.scope.get("stage_name"), None)
     del model
-    gc.collect()
+    return inputs
+
+
+def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, previous: Path | None,
+              events, state, resume: bool, teacher_memo: dict) -> dict[str, dict]:
+    """One stage: teacher pass per operation, training, evaluation -> {operation: metrics}."""
+    stage = project.stages[index]
+    student_dir = layout.student_dir(stage)
+    if resume and layout.stage_metrics(stage).exists() and is_saved_model(student_dir):
+        events.emit("status", stage="setup", message=f"stage {stage.name} finished before the stop; not redoing it")
+        return read_stage_metrics(project, layout, stage)
+    layout.checkpoints_dir(stage).mkdir(parents=True, exist_ok=True)
+    teacher_weights = previous if stage.teacher == "previous" else None
+    records = teacher_stage(project, stage, layout, inputs, teacher_weights, events, state)
+
+    tokenizer = load_tokenizer(project.model, project.dir)
+    examples = []
+    for position, name in enumerate(stage.operations):
+        events.set_scope(stage.name, name)
+        view = project.for_operation(name, stage)
+        built, missed = build_examples(view, tokenizer, records[name], Extractor(view.extract, project.dir),
+                                       stage.distill.max_seq_len, operation=position)
+        events.emit("status", stage="teacher", message=f"{len(built)} answers extracted, {len(missed)} outputs without one"
+                    + (f" ({name})" if project.combined else ""), extracted=len(built), missed=len(missed))
+        examples += built
+    events.set_scope(stage.name, None)
+
+    from engine.train import train
+
+    if resume and is_saved_model(student_dir):
+        events.emit("status", stage="train", message="the student was already trained before the stop; not training it again")
+    else:
+        train(replace(project, distill=stage.distill), examples, events, run_dir=layout.run_dir, output_dir=student_dir,
+              checkpoints_dir=layout.checkpoints_dir(stage), resume=resume,
+              init_from=str(previous) if previous else None,
+              weights=[project.operation(name).weight for name in stage.operations])
+    baselines = {}
+    if project.baselines.methods:
+        from engine.baselines import train_baselines
+
+        view = project.for_operation(stage.operations[0], stage)
+        baselines = train_baselines(view, layout.run_dir, tokenizer, records[stage.operations[0]],
+                                    Extractor(view.extract, project.dir), events)
+    metrics = None
+    if state.is_main_process:
+        metrics = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines, teacher_memo)
     state.wait_for_everyone()
-    if records is None:
-        if not (run_dir / "teacher" / KEY_FILE).exists():
-            raise EngineError("the main process did not finish the teacher pass")
-        records = load_cache(run_dir / "teacher")
-    return distill_inputs, eval_inputs, records
+    return metrics if metrics is not None else read_stage_metrics(project, layout, stage)
 
 
-def evaluate_run(project: Project, run_dir: Path, eval_inputs: list[dict], student_dir: Path, events,
-                 baselines: dict[str, str] | None = None) -> dict:
-    """Teacher, student before and student after on the held-out inputs -> metrics.json, samples.jsonl."""
-    extractor = Extractor(project.extract, project.dir)
-    labels = [example.get("label") for example in eval_inputs]
-    started = time.time()
+def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dict, teacher_weights: Path | None,
+                  events, state) -> dict:
+    """{operation: teacher records}: the teacher pass on the main process; the other processes read its caches."""
+    records = {}
+    if state.is_main_process:
+        model, tokenizer = load_model(project.model, project.dir, path=str(teacher_weights) if teacher_weights else None)
+        for name in stage.operations:
+            events.set_scope(stage.name, name)
+            records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
+                                         layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights)
+        events.set_scope(stage.name, None)
+        del model
+        gc.collect()
+    state.wait_for_everyone()
+    for name in stage.operations:
+        if name not in records:
+            folder = layout.teacher_dir(stage, name)
+            if not (folder / KEY_FILE).exists():
+                raise EngineError("the main process did not finish the teacher pass")
+            records[name] = load_cache(folder)
+    return records
 
-    events.emit("status", stage="eval", message=f"evaluating the teacher on {len(eval_inputs)} held-out inputs")
-    base_model, tokenizer = load_model(project.model, project.dir)
-    teacher = decode(project, base_model, tokenizer, eval_inputs, "teacher", extractor, keep_logits=True)  # for answer_kl, the most direct test of distillation
-    references = references_for(project, eval_inputs, teacher)
-    results = {"teacher": score(project, [d.answer for d in teacher], references, labels)}
-    events.emit("eval", which="teacher", metrics=results["teacher"])
 
-    events.emit("status", stage="eval", message="evaluating the student before distillation")
-    before = decode(project, base_model, tokenizer, eval_inputs, "student")
-    results["student_before"] = score(project, [d.answer for d in before], references, labels)
-    kl_before = answer_kl(project, base_model, tokenizer, eval_inputs, teacher)
-    events.emit("eval", which="student_before", metrics=results["student_before"])
-    del base_model
-    gc.collect()
+def evaluate_and_save_stage(project: Project, index: int, layout: RunLayout, inputs: dict, previous: Path | None,
+                            events, baselines: dict[str, str] | None = None, teacher_memo: dict | None = None) -> dict[str, dict]:
+    """Evaluate a stage and write its metrics and samples (the stage's metrics file marks it finished)."""
+    stage = project.stages[index]
+    teacher_weights = previous if stage.teacher == "previous" else None
+    metrics, samples, seconds = evaluate_stage(project, index, inputs, layout.student_dir(stage), previous,
+                                               teacher_weights, events, baselines, teacher_memo)
+    rows = samples if project.combined else [
+        {key: value for key, value in row.items() if key not in ("stage_name", "operation")} for row in samples]
+    with open(layout.stage_samples(stage), "w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(json.dumps(row) + "\n")
+    figures = {"operations": metrics, "eval_seconds": seconds} if project.combined else {**metrics["main"], "eval_seconds": seconds}
+    layout.stage_metrics(stage).write_text(json.dumps(figures, indent=2))
+    return metrics
 
-    events.emit("status", stage="eval", message="evaluating the student after distillation")
-    student_model, _ = load_model(project.model, project.dir, path=str(student_dir))
-    after = decode(project, student_model, tokenizer, eval_inputs, "student")
-    results["student_after"] = score(project, [d.answer for d in after], references, labels)
-    kl_after = answer_kl(project, student_model, tokenizer, eval_inputs, teacher)
-    events.emit("eval", which="student_after", metrics=results["student_after"])
 
-    after_with_teacher_prompt = None
-    if project.eval.teacher_template_for_student:
-        # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
-        after_with_teacher_prompt = decode(project, student_model, tokenizer, eval_inputs, "teacher", extractor)
-        results["student_after_teacher_template"] = score(
-            project, [d.answer for d in after_with_teacher_prompt], references, labels)
-        events.emit("eval", which="student_after_teacher_template", metrics=results["student_after_teacher_template"])
-    del student_model
-    gc.collect()
+def read_stage_metrics(project: Project, layout: RunLayout, stage: Stage) -> dict[str, dict]:
+    figures = json.loads(layout.stage_metrics(stage).read_text())
+    return figures["operations"] if project.combined else {"main": figures}
 
-    for method, folder in (baselines or {}).items():
-        events.emit("status", stage="eval", message=f"evaluating the {method} baseline")
-        baseline_model, _ = load_model(project.model, project.dir, path=folder)
-        outputs = decode(project, baseline_model, tokenizer, eval_inputs, "student")
-        results[f"baseline_{method}"] = score(project, [d.answer for d in outputs], references, labels)
-        events.emit("eval", which=f"baseline_{method}", metrics=results[f"baseline_{method}"])
-        del baseline_model
 
-    teacher_prompt_tokens, student_prompt_tokens = mean(d.prompt_tokens for d in teacher), mean(d.prompt_tokens for d in before)
-    teacher_total = mean(d.prompt_tokens + d.generated_tokens for d in teacher)
-    student_total = mean(d.prompt_tokens + d.generated_tokens for d in after)
-    results["prompt_tokens"] = {"teacher": teacher_prompt_tokens, "student": student_prompt_tokens,
-                                "ratio": round(teacher_prompt_tokens / max(student_prompt_tokens, 1e-9), 2)}
-    results["inference_tokens"] = {"teacher": teacher_total, "student": student_total,
-                                   "ratio": round(teacher_total / max(student_total, 1e-9), 2)}
-    results["answer_kl"] = {"before": kl_before, "after": kl_after}
-    results["count"] = len(eval_inputs)
-    results["eval_seconds"] = round(time.time() - started, 1)
-
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    with open(run_dir / "samples.jsonl", "w", encoding="utf-8") as file:
-        for index, example in enumerate(eval_inputs):
-            entry = {"index": index, "input": example, "label": example.get("label"), "reference": references[index],
-                     "teacher": sample_entry(teacher[index], references[index]),
-                     "student_before": sample_entry(before[index], references[index]),
-                     "student_after": sample_entry(after[index], references[index])}
-            if after_with_teacher_prompt is not None:
-                entry["student_after_teacher_template"] = sample_entry(after_with_teacher_prompt[index], references[index])
-            file.write(json.dumps(entry) + "\n")
-    return results
+def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, dict]) -> dict:
+    """The run's metrics.json: one operation's table as always, or every stage plus the overwrite matrix."""
+    if not project.combined:
+        return json.loads(layout.metrics.read_text())  # the stage's metrics file is the run's
+    last = layout.student_dir(project.stages[-1])
+    publish_student(last, layout.student)
+    metrics = {"combined": True,
+               "stages": {stage: {"operations": operations} for stage, operations in results.items()},
+               "matrix": overwrite_matrix(results)}
+    layout.metrics.write_text(json.dumps(metrics, indent=2))
+    with open(layout.samples, "w", encoding="utf-8") as file:
+        for stage in project.stages:
+            file.write(layout.stage_samples(stage).read_text(encoding="utf-8"))
+    return metrics
 
 
 def reevaluate(run_dir: Path, listeners=()) -> dict:
-    """`ctxdistill eval RUN_DIR`: score a saved student again on the run's held-out inputs."""
+    """`ctxdistill eval RUN_DIR`: score a run's saved students again on its held-out inputs."""
     project = project_of_run(run_dir)
-    student_dir = run_dir / "student"
-    if not (student_dir / "config.json").exists():
-        raise EngineError(f"{run_dir}: no saved student (the run did not finish); resume it with `ctxdistill run --resume`")
+    layout = RunLayout.of(project, run_dir)
+    for stage in project.stages:
+        if not is_saved_model(layout.student_dir(stage)):
+            raise EngineError(f"{run_dir}: no saved student for stage {stage.name!r} (the run did not finish); "
+                              "resume it with `ctxdistill run --resume`")
     events = EventWriter(run_dir / "events.jsonl")
     events.listeners.extend(listeners)
     try:
-        model = tokenizer = None
-        if project.inputs.source == "fewshot":  # the inputs are sampled from the model, as in the run
-            model, tokenizer = load_model(project.model, project.dir)
-        _, eval_inputs = load_inputs(project, model, tokenizer)
-        del model
-        baselines = {path.name: str(path) for path in sorted((run_dir / "baselines").glob("*"))
-                     if (path / "config.json").exists() and not path.name.endswith("-scratch")}
-        metrics = evaluate_run(project, run_dir, eval_inputs, student_dir, events, baselines)
+        inputs = load_all_inputs(project, events)
+        baselines = {}
+        if not project.combined:
+            baselines = {path.name: str(path) for path in sorted((run_dir / "baselines").glob("*"))
+                         if is_saved_model(path) and not path.name.endswith("-scratch")}
+        results, previous, teacher_memo = {}, None, {}
+        for index, stage in enumerate(project.stages):
+            events.set_scope(stage.name, None)
+            results[stage.name] = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines,
+                                                          teacher_memo)
+            previous = layout.student_dir(stage)
+        metrics = write_run_metrics(project, layout, results)
         events.emit("done", stage="done", status="completed", metrics=metrics)
         return metrics
     finally:

@@ -14,6 +14,13 @@ temperature was used to sample the trajectory.
 | `sampled` | unique ids and counts / N of N samples (paper)   |
 | `topk`    | top-k ids and probabilities, renormalized        |
 | `hard`    | the sampled token id with weight 1               |
+
+A teacher ensemble (`teacher.ensemble = K`, paper hypothesis 5) renders K
+teacher prompts per input, each drawing its own random subset of examples.
+Averaging K distributions needs one shared answer, so the output is sampled
+from the first rendering only; then the same output tokens are scored under
+all K renderings (one forward pass each), the K softmaxes are averaged at
+every output position, and the sparse labels are drawn from that average.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from pathlib import Path
 import torch
 
 from engine.config import Project
+from engine.errors import EngineError
 from engine.generation import Generated, generate_all
-from engine.templates import apply_chat_template, render
+from engine.templates import apply_chat_template, render_student, render_teacher
 
 CACHE_FORMAT = 2  # 2: labels sampled batch by batch
 
@@ -47,29 +55,46 @@ class TeacherRecord:
     label_probs: torch.Tensor  # (total,) float32, summing to 1 per position
 
 
-def teacher_prompt(project: Project, tokenizer, example: dict) -> str:
-    prompt = render(project.teacher.template, "teacher", example)
+def teacher_prompt(project: Project, tokenizer, example: dict, index: int = 0) -> str:
+    """Teacher prompt `index` of the input's ensemble (the only one when `teacher.ensemble` = 1)."""
+    prompt = render_teacher(project, example, index)
     return apply_chat_template(tokenizer, prompt) if project.model.chat_template else prompt
+
+
+def teacher_prompts(project: Project, tokenizer, example: dict) -> list[str]:
+    """All `teacher.ensemble` prompts of one input; they must differ, or the ensemble is one teacher K times."""
+    prompts = [teacher_prompt(project, tokenizer, example, index) for index in range(project.teacher.ensemble)]
+    if len(prompts) > 1 and len(set(prompts)) < len(prompts):
+        raise EngineError(
+            f"`teacher.ensemble` = {len(prompts)}, but the teacher template gave only {len(set(prompts))} distinct "
+            f"prompt(s) for input {example.get('input')!r}: it is larger than the examples allow; draw from more "
+            "examples (`| sample(n)` with a longer list) or lower `teacher.ensemble`")
+    return prompts
 
 
 def student_prompt(project: Project, tokenizer, example: dict) -> str:
-    prompt = render(project.student.template, "student", example)
+    prompt = render_student(project, example)
     return apply_chat_template(tokenizer, prompt) if project.model.chat_template else prompt
 
 
-def model_fingerprint(project: Project) -> list:
+def model_fingerprint(project: Project, folder: Path | None = None) -> list:
     """Names, sizes and modification times of the model's files: retrained weights in the
     same folder must not reuse stale labels (hashing gigabytes of weights would be too slow)."""
     from engine.models import resolve_model_path
 
-    folder = Path(resolve_model_path(project.model.name, project.dir))
+    folder = Path(folder or resolve_model_path(project.model.name, project.dir))
     if not folder.is_dir():
         return []  # a hub id: its name pins the weights in the local cache
     return sorted((path.name, path.stat().st_size, int(path.stat().st_mtime))
                   for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
 
 
-def cache_key(project: Project, inputs: list[dict]) -> str:
+def cache_key(project: Project, inputs: list[dict], teacher_weights: Path | None = None) -> str:
+    """A hash of everything that determines the teacher's outputs and labels.
+
+    `teacher_weights`: a folder of other weights than the project's model (a recursive
+    stage's teacher is the previous stage's student); its identity is part of the key.
+    """
     determining = {
         "format": CACHE_FORMAT,
         "model": project.model.name, "weights": model_fingerprint(project), "dtype": project.model.dtype, "chat_template": project.model.chat_template,
@@ -81,13 +106,23 @@ def cache_key(project: Project, inputs: list[dict]) -> str:
         "top_k": project.distill.top_k if project.distill.labels == "topk" else None,
         "seed": project.distill.seed,
     }
+    # Only when set, so the caches of projects written before these options stay valid.
+    if project.teacher.ensemble > 1:
+        determining["ensemble"] = project.teacher.ensemble
+    if project.teacher.vars:
+        determining["teacher_vars"] = project.teacher.vars
+    if teacher_weights is not None:
+        determining["teacher_weights"] = [str(Path(teacher_weights).resolve()), model_fingerprint(project, teacher_weights)]
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num_samples: int, top_k: int,
-                  generator: torch.Generator):
-    """logits: (positions, vocab) raw teacher logits -> (offsets, ids, probs) for those positions."""
-    probs = torch.softmax(logits.float(), dim=-1)
+                  generator: torch.Generator, probs: torch.Tensor | None = None):
+    """logits: (positions, vocab) raw teacher logits -> (offsets, ids, probs) for those positions.
+
+    `probs` instead of `logits`: an already averaged distribution (an ensemble's).
+    """
+    probs = torch.softmax(logits.float(), dim=-1) if probs is None else probs
     ids_per_position, probs_per_position = [], []
     if kind == "sampled":
         draws = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
@@ -110,12 +145,14 @@ def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num
 
 
 def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=None) -> list[TeacherRecord]:
-    """Sample the teacher on every input and compute its sparse labels."""
-    config = project.generate
-    prompts = [teacher_prompt(project, tokenizer, example) for example in inputs]
-    torch.manual_seed(project.distill.seed)
-    generator = torch.Generator().manual_seed(project.distill.seed)
+    """Sample the teacher on every input and compute its sparse labels (averaged over an ensemble)."""
+    config, distill = project.generate, project.distill
+    ensembles = [teacher_prompts(project, tokenizer, example) for example in inputs]
+    prompts = [prompts[0] for prompts in ensembles]
+    torch.manual_seed(distill.seed)
+    generator = torch.Generator().manual_seed(distill.seed)
     started = time.time()
+    single = project.teacher.ensemble == 1
 
     def on_batch(done: int, total: int):
         if events is not None:
@@ -124,15 +161,43 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
                         eta_s=round(elapsed / done * (total - done), 2), unit="inputs")
 
     def to_record(index: int, output: Generated) -> TeacherRecord:
-        offsets, ids, probs = sparse_labels(output.logits, output.output_ids, project.distill.labels,
-                                            project.distill.num_samples, project.distill.top_k, generator)
+        if single:
+            offsets, ids, probs = sparse_labels(output.logits, output.output_ids, distill.labels,
+                                                distill.num_samples, distill.top_k, generator)
+        else:
+            averaged = ensemble_probs(model, tokenizer, ensembles[index], output.output_ids)
+            offsets, ids, probs = sparse_labels(None, output.output_ids, distill.labels, distill.num_samples,
+                                                distill.top_k, generator, probs=averaged)
         return TeacherRecord(inputs[index], prompts[index], output.output_ids, output.text, offsets, ids, probs)
 
     records = generate_all(
         model, tokenizer, prompts, batch_size=config.batch_size, on_batch=on_batch, on_output=to_record,
         which="teacher", max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-        top_p=config.top_p, top_k=config.top_k, stops=config.stop, keep_logits=True)
+        top_p=config.top_p, top_k=config.top_k, stops=config.stop, keep_logits=single)
     return records
+
+
+@torch.no_grad()
+def ensemble_probs(model, tokenizer, prompts: list[str], output_ids: list[int]) -> torch.Tensor:
+    """(len(output_ids), vocab): the mean over `prompts` of the teacher's softmax at each output position."""
+    if not output_ids:
+        return torch.zeros(0, model.config.vocab_size)
+    sequences = [tokenizer(prompt).input_ids for prompt in prompts]
+    width = max(len(ids) for ids in sequences) + len(output_ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(sequences):
+        full = ids + output_ids
+        input_ids[row, : len(full)] = torch.tensor(full)
+        attention_mask[row, : len(full)] = 1
+    logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+    total = torch.zeros(len(output_ids), logits.shape[-1])
+    for row, ids in enumerate(sequences):
+        # The logits at position t predict token t + 1: output token j is predicted at len(prompt) - 1 + j.
+        rows = logits[row, len(ids) - 1: len(ids) - 1 + len(output_ids)]
+        total += torch.softmax(rows.float(), dim=-1).cpu()
+    return total / len(prompts)
 
 
 # --- the cache on disk -------------------------------------------------------
@@ -159,10 +224,15 @@ def load_cache(folder: Path) -> list[TeacherRecord]:
 
 
 def find_cache(runs_dir: Path, key: str) -> Path | None:
-    """A complete teacher cache with this key in any run of the project, newest first."""
+    """A complete teacher cache with this key in any run of the project, newest first.
+
+    A run holds its caches in `teacher/` (one operation, one stage) or in
+    `stages/<stage>/teacher/<operation>/`.
+    """
     if not runs_dir.exists():
         return None
-    for key_file in sorted(runs_dir.glob(f"*/teacher/{KEY_FILE}"), reverse=True):
+    key_files = [*runs_dir.glob(f"*/teacher/{KEY_FILE}"), *runs_dir.glob(f"*/stages/*/teacher/*/{KEY_FILE}")]
+    for key_file in sorted(key_files, key=lambda path: str(path.relative_to(runs_dir)), reverse=True):
         try:
             if json.loads(key_file.read_text())["key"] == key:
                 return key_file.parent
@@ -171,14 +241,14 @@ def find_cache(runs_dir: Path, key: str) -> Path | None:
     return None
 
 
-def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], run_dir: Path, events) -> list[TeacherRecord]:
-    """Reuse a cached teacher pass with the same key, or run and cache it in `run_dir/teacher`."""
-    key = cache_key(project, inputs)
-    folder = run_dir / "teacher"
-    found = find_cache(run_dir.parent, key)
+def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder: Path, runs_dir: Path, events,
+                 teacher_weights: Path | None = None) -> list[TeacherRecord]:
+    """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`."""
+    key = cache_key(project, inputs, teacher_weights)
+    found = find_cache(runs_dir, key)
     if found is not None and found != folder:
         shutil.copytree(found, folder, dirs_exist_ok=True)
-    if (folder / KEY_FILE).exists():
+    if (folder / KEY_FILE).exists() and json.loads((folder / KEY_FILE).read_text()).get("key") == key:
         events.emit("status", stage="teacher", message=f"teacher cache hit ({key}), no generation needed",
                     cache="hit", key=key, source=str(found or folder))
         return load_cache(folder)

@@ -7,6 +7,9 @@ can show it inline while the user types.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import random
 import traceback
 
 import jinja2
@@ -19,6 +22,35 @@ _ENVIRONMENT = SandboxedEnvironment(
     keep_trailing_newline=True,  # "Output: " must keep its trailing space and newlines exactly
     autoescape=False,
 )
+RNG_VARIABLE = "__ctxdistill_rng"  # the filters' random source, under a name no input or `vars` key uses
+
+
+@jinja2.pass_context
+def _sample(context, items, n: int):
+    """`examples | sample(4)`: a random subset in random order, reproducible from the render's seed."""
+    items = list(items)
+    if n > len(items):
+        raise ValueError(f"sample({n}) from a list of {len(items)} item(s)")
+    rng = context.get(RNG_VARIABLE) or random.Random(0)
+    return rng.sample(items, n)
+
+
+@jinja2.pass_context
+def _shuffle(context, items):
+    """`examples | shuffle`: the same items in a random order, reproducible like `sample`."""
+    items = list(items)
+    (context.get(RNG_VARIABLE) or random.Random(0)).shuffle(items)
+    return items
+
+
+_ENVIRONMENT.filters["sample"] = _sample
+_ENVIRONMENT.filters["shuffle"] = _shuffle
+
+
+def render_seed(*parts) -> int:
+    """A seed from the project seed, the input and the rendering's index: the same prompt every time."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 @functools.lru_cache(maxsize=256)
@@ -29,11 +61,16 @@ def _compile(source: str, name: str) -> jinja2.Template:
         raise TemplateError(name, error.message or str(error), error.lineno) from None
 
 
-def render(source: str, name: str, variables: dict) -> str:
-    """Render one template; every failure becomes a `TemplateError` naming `name`."""
+def render(source: str, name: str, variables: dict, seed: int | None = None) -> str:
+    """Render one template; every failure becomes a `TemplateError` naming `name`.
+
+    `seed` drives the `sample` and `shuffle` filters; by default it comes from the variables,
+    so a template renders the same text for the same input every time.
+    """
     template = _compile(source, name)
+    rng = random.Random(render_seed(variables) if seed is None else seed)
     try:
-        return template.render(**variables)
+        return template.render(**variables, **{RNG_VARIABLE: rng})
     except jinja2.UndefinedError as error:
         available = ", ".join(sorted(variables)) or "none"
         raise TemplateError(name, f"undefined variable: {error.message} (variables: {available})",
@@ -52,10 +89,25 @@ def _template_line(error: BaseException) -> int | None:
     return None
 
 
+def template_variables(config, example: dict) -> dict:
+    """What a template sees: its table's `vars`, then the input's own keys (which win)."""
+    return {**config.vars, **example}
+
+
+def render_teacher(project, example: dict, index: int = 0) -> str:
+    """Teacher prompt number `index` of an ensemble (0 when there is none), seeded by the project and the input."""
+    seed = render_seed(project.distill.seed, "teacher", index, example)
+    return render(project.teacher.template, "teacher", template_variables(project.teacher, example), seed)
+
+
+def render_student(project, example: dict) -> str:
+    seed = render_seed(project.distill.seed, "student", example)
+    return render(project.student.template, "student", template_variables(project.student, example), seed)
+
+
 def render_prompts(project, example: dict) -> tuple[str, str]:
     """(teacher prompt, student prompt) for one input dict."""
-    return (render(project.teacher.template, "teacher", example),
-            render(project.student.template, "student", example))
+    return render_teacher(project, example), render_student(project, example)
 
 
 def apply_chat_template(tokenizer, prompt: str) -> str:

@@ -9,6 +9,9 @@ Runs as one process or under `accelerate launch` (data parallel: each process
 takes its slice of every global batch). Stopping (a `STOP` file in the run
 folder, SIGTERM or SIGINT) is checked between steps and saves a checkpoint
 first; `resume=True` continues from the newest checkpoint, on the same batches.
+
+Examples of several operations (simultaneous distillation) are mixed by
+`engine.batches.BatchPlan` and their losses weighted by `losses.weighted_by_operation`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from engine.batches import BatchPlan
 from engine.config import Project
 from engine.data import DistillExample, collate
 from engine.errors import StopRequested
@@ -52,19 +56,6 @@ def total_steps_for(project: Project, num_examples: int, num_processes: int) -> 
     return config.epochs * max(1, math.ceil(num_examples / per_step))
 
 
-def micro_batch(micro_step: int, num_examples: int, global_batch: int, rank: int, world: int,
-                seed: int) -> list[int]:
-    """Example indices of this process's share of micro-batch `micro_step`.
-
-    A pure function of the step, so a resumed run sees exactly the batches it would have.
-    """
-    per_epoch = max(1, num_examples // global_batch) if num_examples >= global_batch else 1
-    epoch, position = divmod(micro_step, per_epoch)
-    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-    chosen = [order[(position * global_batch + i) % num_examples] for i in range(global_batch)]
-    return chosen[rank::world]
-
-
 def memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -75,7 +66,7 @@ class StopSignal:
     """Turns SIGTERM/SIGINT and a STOP file into a flag checked between steps."""
 
     def __init__(self, run_dir: Path):
-        self.stop_file = run_dir / STOP_FILE
+        self.stop_file = Path(run_dir) / STOP_FILE
         self.signalled = False
         self._previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,13 +108,19 @@ def save_checkpoint(accelerator: Accelerator, checkpoints_dir: Path, step: int, 
 
 # --- the recipe ---------------------------------------------------------------
 
-def train(project: Project, run_dir: Path, examples: list[DistillExample], events, resume: bool = False,
-          init_from: str | None = None, output_name: str = "student") -> Path:
-    """Distill into a fresh copy of the model; returns the saved student folder (`run_dir/output_name`).
+def train(project: Project, examples: list[DistillExample], events, *, run_dir: Path, output_dir: Path,
+          checkpoints_dir: Path, resume: bool = False, init_from: str | None = None,
+          weights: list[float] | None = None, phase: str = "student") -> Path:
+    """Distill into a fresh copy of the model (or of `init_from`); returns `output_dir`, the saved student.
 
-    `init_from` starts from other weights than the project's model (the baselines' second phase).
+    `init_from` starts from other weights than the project's model: the previous stage's
+    student (sequential distillation) or the baselines' first phase. `weights` are the
+    operations' weights (example.operation indexes them); `run_dir` holds the STOP file.
     """
     config = project.distill
+    weights = weights or [1.0]
+    by_operation = [[example for example in examples if example.operation == index] for index in range(len(weights))]
+    examples = [example for group in by_operation for example in group]  # grouped, as BatchPlan indexes them
 
     # --- setup
     mixed_precision = config.mixed_precision
@@ -138,10 +135,10 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    # Baselines keep their checkpoints apart, so a resume never loads them into the student.
-    checkpoints_dir = run_dir / "checkpoints" if output_name == "student" else run_dir / f"{output_name}-checkpoints"
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
+    plan = BatchPlan([len(group) for group in by_operation], weights, global_batch, config.seed)
+    loss_weights = torch.tensor(weights, dtype=torch.float32) if len(weights) > 1 else None
     total_steps = total_steps_for(project, len(examples), world)
     start_step = 0
     if resume and (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
@@ -167,12 +164,12 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
             step_loss, step_kl = 0.0, 0.0
             for accumulation in range(config.grad_accum):
                 micro_step = step * config.grad_accum + accumulation
-                batch = [examples[i] for i in micro_batch(micro_step, len(examples), global_batch, rank, world, config.seed)]
+                batch = [examples[i] for i in plan.micro_batch(micro_step, rank, world)]
                 input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
                 with accelerator.autocast():
                     logits = model(input_ids=input_ids.to(accelerator.device),
                                    attention_mask=attention_mask.to(accelerator.device)).logits
-                loss, kl = soft_cross_entropy(logits, targets.to(accelerator.device))
+                loss, kl = soft_cross_entropy(logits, targets.to(accelerator.device), loss_weights)
                 accelerator.backward(loss / config.grad_accum)
                 step_loss += loss.item() / config.grad_accum
                 step_kl += kl.item() / config.grad_accum
@@ -187,7 +184,7 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
                 now = time.time()
                 elapsed = now - started
                 done_here = step - start_step
-                events.emit("train", stage="train", phase=output_name, step=step, total_steps=total_steps,
+                events.emit("train", stage="train", phase=phase, step=step, total_steps=total_steps,
                             loss=round(step_loss, 6), kl=round(step_kl, 6), lr=lr,
                             tokens_per_s=round(window_tokens / max(now - window_started, 1e-9), 1),
                             memory_mb=round(memory_mb(accelerator.device), 1),
@@ -199,14 +196,13 @@ def train(project: Project, run_dir: Path, examples: list[DistillExample], event
                 save_checkpoint(accelerator, checkpoints_dir, step, events)
 
         # --- cleanup: the student, loadable with from_pretrained
-        student_dir = run_dir / output_name
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
-            unwrapped.save_pretrained(student_dir, safe_serialization=True)
-            tokenizer.save_pretrained(student_dir)
+            unwrapped.save_pretrained(output_dir, safe_serialization=True)
+            tokenizer.save_pretrained(output_dir)
         accelerator.wait_for_everyone()
-        return student_dir
+        return output_dir
     finally:
         stop.restore()
         accelerator.free_memory()

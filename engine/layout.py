@@ -1,0 +1,82 @@
+"""Where each stage and operation keeps its files inside a run folder (the one place that knows).
+
+A project with one operation and one stage keeps the layout it always had:
+
+    teacher/  checkpoints/  student/  metrics.json  samples.jsonl
+
+A project that declares operations or stages gets one folder per stage:
+
+    stages/<stage>/teacher/<operation>/   one teacher cache per operation
+    stages/<stage>/checkpoints/
+    stages/<stage>/student/
+    stages/<stage>/metrics.json           this stage's figures (written last: the stage is finished)
+    student/                              the last stage's student
+    metrics.json, samples.jsonl           every stage, and the overwrite matrix
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import Project, Stage
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    run_dir: Path
+    combined: bool
+
+    @classmethod
+    def of(cls, project: Project, run_dir: Path) -> "RunLayout":
+        return cls(Path(run_dir), project.combined)
+
+    def stage_dir(self, stage: Stage) -> Path:
+        return self.run_dir / "stages" / stage.name if self.combined else self.run_dir
+
+    def teacher_dir(self, stage: Stage, operation: str) -> Path:
+        return self.stage_dir(stage) / "teacher" / operation if self.combined else self.run_dir / "teacher"
+
+    def checkpoints_dir(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "checkpoints"
+
+    def student_dir(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "student"
+
+    def stage_metrics(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "metrics.json"
+
+    def stage_samples(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "samples.jsonl"
+
+    @property
+    def student(self) -> Path:
+        return self.run_dir / "student"
+
+    @property
+    def metrics(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.run_dir / "samples.jsonl"
+
+
+def is_saved_model(folder: Path) -> bool:
+    return (folder / "config.json").exists()
+
+
+def publish_student(source: Path, target: Path) -> None:
+    """Make the last stage's student the run's `student/`: hard links where the disk allows (no second copy of the weights)."""
+    if target.exists():
+        shutil.rmtree(target)
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)

@@ -1,0 +1,154 @@
+"""After a stage: teacher, student before and student after, for every operation seen so far.
+
+"Before" is the stage's starting weights (the base model for the first stage,
+the previous stage's student after that), "after" the stage's student, and the
+teacher is the stage's teacher (the base model, or the previous student for a
+recursive stage) with each operation's teacher template. Operations of earlier
+stages are scored again, so the overwrite matrix (every operation after every
+stage) shows what a later stage overwrote (paper hypothesis 3).
+
+Models are loaded one at a time, in the order teacher -> before -> after, and the
+teacher's outputs are reused across stages when its weights did not change.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.config import Project
+from engine.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
+from engine.extractors import Extractor
+from engine.models import load_model
+
+def operations_so_far(project: Project, index: int) -> list[str]:
+    names = [name for stage in project.stages[: index + 1] for name in stage.operations]
+    return list(dict.fromkeys(names))
+
+
+@contextmanager
+def loaded(project: Project, path: Path | None):
+    """The model at `path` (None: the project's base model) for the length of a block, then freed."""
+    model, tokenizer = load_model(project.model, project.dir, path=str(path) if path else None)
+    try:
+        yield model, tokenizer
+    finally:
+        del model
+        gc.collect()
+
+
+def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path, previous: Path | None,
+                   teacher_weights: Path | None, events, baselines: dict[str, str] | None = None,
+                   teacher_memo: dict | None = None):
+    """({operation: metrics}, sample rows, seconds) for stage `index`.
+
+    `teacher_memo` (one dict per run) keeps the teacher's outputs between stages: the
+    base teacher scores an operation the same way after every stage.
+    """
+    teacher_memo = {} if teacher_memo is None else teacher_memo
+    stage = project.stages[index]
+    started = time.time()
+    names = operations_so_far(project, index)
+    views = {name: project.for_operation(name, stage) for name in names}
+    held_out = {name: inputs[name][1] for name in names}
+    extractors = {name: Extractor(views[name].extract, project.dir) for name in names}
+
+    def announce(which: str, name: str, metrics: dict) -> None:
+        events.set_scope(stage.name, name)
+        events.emit("eval", stage="eval", which=which, metrics=metrics)
+
+    teacher, references, results = {}, {}, {name: {} for name in names}
+    events.emit("status", stage="eval", message=f"evaluating the teacher on {sum(map(len, held_out.values()))} held-out inputs")
+    with loaded(project, teacher_weights) as (model, tokenizer):
+        for name in names:
+            key = (str(teacher_weights), name, stage.distill.seed)
+            if key not in teacher_memo:
+                # answer_kl needs the teacher's logits at its answer: the most direct test of distillation.
+                teacher_memo[key] = decode(views[name], model, tokenizer, held_out[name], "teacher",
+                                           extractors[name], keep_logits=True)
+            teacher[name] = teacher_memo[key]
+            references[name] = references_for(views[name], held_out[name], teacher[name])
+            results[name]["teacher"] = _score(views[name], teacher[name], references[name], held_out[name])
+            announce("teacher", name, results[name]["teacher"])
+
+        events.set_scope(stage.name, None)
+        events.emit("status", stage="eval", message="evaluating the student before distillation")
+        before, kl_before = {}, {}
+        same_weights = previous == teacher_weights
+        with (_reuse(model, tokenizer) if same_weights else loaded(project, previous)) as (start_model, _):
+            for name in names:
+                before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student")
+                results[name]["student_before"] = _score(views[name], before[name], references[name], held_out[name])
+                kl_before[name] = answer_kl(views[name], start_model, tokenizer, held_out[name], teacher[name])
+                announce("student_before", name, results[name]["student_before"])
+
+    events.set_scope(stage.name, None)
+    events.emit("status", stage="eval", message="evaluating the student after distillation")
+    after, kept = {}, {}
+    with loaded(project, student_dir) as (model, tokenizer):
+        for name in names:
+            view = views[name]
+            after[name] = decode(view, model, tokenizer, held_out[name], "student")
+            results[name]["student_after"] = _score(view, after[name], references[name], held_out[name])
+            results[name]["answer_kl"] = {"before": kl_before[name],
+                                          "after": answer_kl(view, model, tokenizer, held_out[name], teacher[name])}
+            announce("student_after", name, results[name]["student_after"])
+            if project.eval.teacher_template_for_student:
+                # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
+                kept[name] = decode(view, model, tokenizer, held_out[name], "teacher", extractors[name])
+                results[name]["student_after_teacher_template"] = _score(view, kept[name], references[name], held_out[name])
+                announce("student_after_teacher_template", name, results[name]["student_after_teacher_template"])
+
+    for method, folder in (baselines or {}).items():
+        name = names[0]
+        events.set_scope(stage.name, name)
+        events.emit("status", stage="eval", message=f"evaluating the {method} baseline")
+        with loaded(project, Path(folder)) as (model, tokenizer):
+            outputs = decode(views[name], model, tokenizer, held_out[name], "student")
+        results[name][f"baseline_{method}"] = _score(views[name], outputs, references[name], held_out[name])
+        announce(f"baseline_{method}", name, results[name][f"baseline_{method}"])
+    events.set_scope(stage.name, None)
+
+    samples = []
+    for name in names:
+        results[name].update(token_savings(teacher[name], before[name], after[name]))
+        results[name]["count"] = len(held_out[name])
+        for position, example in enumerate(held_out[name]):
+            reference = references[name][position]
+            row = {"stage_name": stage.name, "operation": name, "index": position, "input": example,
+                   "label": example.get("label"), "reference": reference,
+                   "teacher": sample_entry(teacher[name][position], reference),
+                   "student_before": sample_entry(before[name][position], reference),
+                   "student_after": sample_entry(after[name][position], reference)}
+            if name in kept:
+                row["student_after_teacher_template"] = sample_entry(kept[name][position], reference)
+            samples.append(row)
+    return results, samples, round(time.time() - started, 1)
+
+
+@contextmanager
+def _reuse(model, tokenizer):
+    yield model, tokenizer
+
+
+def _score(view: Project, decoded: list[Decoded], references: list[str], examples: list[dict]) -> dict:
+    return score(view, [d.answer for d in decoded], references, [example.get("label") for example in examples])
+
+
+def token_savings(teacher: list[Decoded], before: list[Decoded], after: list[Decoded]) -> dict:
+    """Prompt tokens, and prompt + generated tokens, of the teacher and the student (paper: up to 11x fewer)."""
+    teacher_prompt_tokens, student_prompt_tokens = mean(d.prompt_tokens for d in teacher), mean(d.prompt_tokens for d in before)
+    teacher_total = mean(d.prompt_tokens + d.generated_tokens for d in teacher)
+    student_total = mean(d.prompt_tokens + d.generated_tokens for d in after)
+    return {"prompt_tokens": {"teacher": teacher_prompt_tokens, "student": student_prompt_tokens,
+                              "ratio": round(teacher_prompt_tokens / max(student_prompt_tokens, 1e-9), 2)},
+            "inference_tokens": {"teacher": teacher_total, "student": student_total,
+                                 "ratio": round(teacher_total / max(student_total, 1e-9), 2)}}
+
+
+def overwrite_matrix(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """{stage: {operation: the student's scores after that stage}} for every operation seen by then."""
+    return {stage: {name: figures["student_after"] for name, figures in operations.items()}
+            for stage, operations in results.items()}
