@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     preview = commands.add_parser("preview", help="render both prompts for K inputs and show the teacher's answers")
     preview.add_argument("project_dir", type=Path, nargs="?")
     preview.add_argument("--n", type=int, default=3, help="how many inputs")
+    preview.add_argument("--op", metavar="NAME", help="which operation (default: each one in turn)")
 
     evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
     evaluate.add_argument("run_dir", type=Path)
@@ -109,16 +110,28 @@ def command_preview(args) -> int:
     from engine.preview import preview
 
     project = load_project(args.project_dir or default_project())
-    for item in preview(project, args.n):
+    names = [operation.name for operation in project.operations]
+    if args.op is not None and args.op not in names:
+        raise EngineError(f"--op {args.op!r}: no such operation (operations: {', '.join(names)})")
+    for name in [args.op] if args.op else names:
+        if project.combined:
+            print(f"#### operation {name}")
+        _print_preview(preview(project.for_operation(name), args.n))
+    return 0
+
+
+def _print_preview(items) -> None:
+    for item in items:
         print("=" * 72)
         print(f"input: {json.dumps(item.input)}")
+        for index, prompt in enumerate(item.ensemble_prompts[1:], 2):
+            print(f"--- teacher prompt {index} of the ensemble\n{prompt}")
         print(f"--- teacher prompt ({item.teacher_tokens} tokens)\n{item.teacher_prompt}")
         print(f"--- student prompt ({item.student_tokens} tokens)\n{item.student_prompt}")
         print(f"--- teacher output\n{item.teacher_output}")
         answer = "(the extractor found no answer)" if item.answer is None else repr(item.answer)
         verdict = "" if item.label is None else ("  [match]" if item.answer == item.label else f"  [no match: label {item.label!r}]")
         print(f"--- extracted answer: {answer}{verdict}")
-    return 0
 
 
 def command_init(args) -> int:
@@ -173,7 +186,32 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_table(metrics: dict) -> str:
-    """The before/after table the run ends with."""
+    """The before/after table the run ends with: one block per stage and operation, then the overwrite matrix."""
+    if not metrics.get("combined"):
+        return format_operation(metrics)
+    blocks = []
+    for stage, figures in metrics["stages"].items():
+        for operation, operation_metrics in figures["operations"].items():
+            blocks.append(f"== stage {stage} · operation {operation}\n{format_operation(operation_metrics)}")
+    blocks.append(format_matrix(metrics["matrix"]))
+    return "\n\n".join(blocks)
+
+
+def format_matrix(matrix: dict[str, dict[str, dict]]) -> str:
+    """Rows: after each stage; columns: operations; cells: the student's first metric."""
+    operations = list(dict.fromkeys(name for row in matrix.values() for name in row))
+    metric = next((name for row in matrix.values() for cell in row.values() for name in cell), None)
+    width = max([12] + [len(name) + 2 for name in operations])
+    lines = [f"overwrite matrix ({metric} of the student after each stage, per operation)",
+             f"{'after stage':<24}" + "".join(f"{name:>{width}}" for name in operations)]
+    for stage, row in matrix.items():
+        cells = "".join(f"{row[name][metric]:>{width}.3f}" if name in row else f"{'-':>{width}}" for name in operations)
+        lines.append(f"{stage:<24}" + cells)
+    return "\n".join(lines)
+
+
+def format_operation(metrics: dict) -> str:
+    """One operation's teacher / student before / student after table."""
     rows = [key for key in ("teacher", "student_before", "student_after", "student_after_teacher_template") if key in metrics]
     rows += sorted(key for key in metrics if key.startswith("baseline_"))
     names = sorted({name for row in rows for name in metrics[row]})

@@ -7,7 +7,7 @@ preview (one model load, streamed generation that can be cancelled).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
@@ -17,7 +17,7 @@ from engine.evaluate import decode
 from engine.extractors import ExtractedAnswer, Extractor, direct_answer
 from engine.models import load_model
 from engine.sources import sample_inputs
-from engine.teacher import student_prompt, teacher_prompt
+from engine.teacher import student_prompt, teacher_prompt, teacher_prompts
 
 
 @dataclass
@@ -31,6 +31,7 @@ class PreviewItem:
     teacher_output: str
     answer: str | None
     student_output: str
+    ensemble_prompts: list[str] = field(default_factory=list)  # all `teacher.ensemble` prompts (the first is teacher_prompt)
 
 
 def preview(project: Project, n: int) -> list[PreviewItem]:
@@ -43,7 +44,8 @@ def preview(project: Project, n: int) -> list[PreviewItem]:
     items = []
     for example, t, s in zip(inputs, teacher, student):
         items.append(PreviewItem(example, example.get("label"), t.prompt, s.prompt, t.prompt_tokens, s.prompt_tokens,
-                                 t.output, t.answer if t.span is not None else None, s.output))
+                                 t.output, t.answer if t.span is not None else None, s.output,
+                                 teacher_prompts(project, tokenizer, example)))
     return items
 
 
@@ -67,6 +69,10 @@ class PreviewSession:
 
     def prompts(self, example: dict) -> tuple[str, str]:
         return teacher_prompt(self.project, self.tokenizer, example), student_prompt(self.project, self.tokenizer, example)
+
+    def ensemble_prompts(self, example: dict) -> list[str]:
+        """All `teacher.ensemble` teacher prompts of one input (one without an ensemble)."""
+        return teacher_prompts(self.project, self.tokenizer, example)
 
     def extract(self, text: str) -> ExtractedAnswer | None:
         return self.extractor.find(text)
