@@ -1,0 +1,73 @@
+"""Answer-only logits (issue 9, item 4): the same loss and gradients as the full-logits path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.config import ModelConfig
+from engine.losses import SparseTargets, pad_labels, soft_cross_entropy
+from engine.models import load_model
+from engine.student_forward import answer_cross_entropy, answer_logits
+
+
+@pytest.fixture(params=["char", "bpe"])
+def model(request):
+    folder = request.getfixturevalue(f"{request.param}_model_dir")
+    model, _ = load_model(ModelConfig(name=str(folder), dtype="float32", device="cpu"))
+    return model  # eval mode: no dropout, so two passes are comparable
+
+
+def batch_and_targets(vocab: int, seed: int = 0):
+    """Right-padded (3, 12) ids, and 2-4 label ids per answer position, answers at different columns per row."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(4, vocab, (3, 12), generator=generator)
+    attention_mask = torch.ones(3, 12, dtype=torch.long)
+    attention_mask[1, 9:] = 0
+    attention_mask[2, 6:] = 0
+    positions = [(0, column) for column in range(4, 11)] + [(1, 5), (1, 6), (1, 7)] + [(2, 2), (2, 3), (2, 4)]
+    per_position = []
+    for _ in positions:
+        ids = torch.randperm(vocab, generator=generator)[: int(torch.randint(2, 5, (), generator=generator))]
+        probs = torch.rand(len(ids), generator=generator) + 0.05
+        per_position.append((ids, probs / probs.sum()))
+    label_ids, label_probs = pad_labels(per_position)
+    return input_ids, attention_mask, SparseTargets(torch.tensor(positions), label_ids, label_probs)
+
+
+def losses_and_gradients(model, compute):
+    model.zero_grad(set_to_none=True)
+    loss, kl = compute()
+    loss.backward()
+    return loss.detach(), kl.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_answer_logits_equal_the_full_logits_at_those_positions(model):
+    input_ids, attention_mask, targets = batch_and_targets(model.config.vocab_size)
+    with torch.no_grad():
+        full = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        rows, columns = targets.positions.unbind(-1)
+        picked = answer_logits(model, input_ids, attention_mask, targets.positions)
+    assert picked.shape == (len(targets.positions), model.config.vocab_size)
+    torch.testing.assert_close(picked, full[rows, columns], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("vocab_chunk", [None, 7, 64])
+def test_same_loss_and_gradients_as_the_full_logits(model, vocab_chunk):
+    input_ids, attention_mask, targets = batch_and_targets(model.config.vocab_size, seed=1)
+    full = losses_and_gradients(model, lambda: soft_cross_entropy(
+        model(input_ids=input_ids, attention_mask=attention_mask).logits, targets))
+    answer_only = losses_and_gradients(model, lambda: answer_cross_entropy(
+        model, input_ids, attention_mask, targets, vocab_chunk=vocab_chunk))
+    torch.testing.assert_close(answer_only[0], full[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(answer_only[1], full[1], rtol=1e-5, atol=1e-6)
+    assert answer_only[2].keys() == full[2].keys()
+    for name, gradient in full[2].items():
+        torch.testing.assert_close(answer_only[2][name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_head_is_left_as_it_was(model):
+    input_ids, attention_mask, targets = batch_and_targets(model.config.vocab_size)
+    answer_logits(model, input_ids, attention_mask, targets.positions)
+    with torch.no_grad():
+        assert model(input_ids=input_ids).logits.shape == (3, 12, model.config.vocab_size)
