@@ -2,12 +2,17 @@
 
 The app owns the project (its editable `project.toml` and the validated
 `Project`) and which run is being watched; screens read those attributes and
-report back with messages. Quitting saves pending edits first, so no edit is
-ever lost.
+report back with messages. Nothing is written to the project without the
+user asking: quitting with unsaved edits asks (save / discard / cancel), a
+save over a file changed by another editor asks, and so does saving a
+project with problems (issue 12).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -17,16 +22,41 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ctxtui import runner
+from ctxtui.checks import template_syntax_problems
 from ctxtui.messages import RunLaunched
 from ctxtui.project_file import ProjectFile
 from ctxtui.screens.author import AuthorScreen
+from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.screens.results import ResultsScreen
 from ctxtui.screens.run import RunScreen
 from ctxtui.screens.runs import RunsScreen
 from engine.config import project_from_toml_text
 from engine.errors import ConfigError
 
-DEFAULT_PROJECT = Path("sample_projects/instructions")
+DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk
+INDICATOR_S = 1.0
+
+
+def settings_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "ctxtui" / "settings.json"
+
+
+def load_settings() -> dict:
+    try:
+        return json.loads(settings_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_setting(key: str, value) -> None:
+    settings = load_settings()
+    settings[key] = value
+    try:
+        settings_path().parent.mkdir(parents=True, exist_ok=True)
+        settings_path().write_text(json.dumps(settings, indent=2))
+    except OSError:
+        pass  # a read-only home only loses the preference
 
 
 class CtxApp(App):
@@ -39,7 +69,7 @@ class CtxApp(App):
     BINDINGS = [
         Binding("f1", "toggle_help", "Help", tooltip="Explain the focused widget"),
         Binding("f2", "switch_mode('author')", "Author", priority=True),
-        Binding("f3", "switch_mode('run')", "Run", priority=True),
+        Binding("f3", "show_run", "Run", priority=True),
         Binding("f4", "switch_mode('results')", "Results", priority=True),
         Binding("f8", "switch_mode('runs')", "Runs", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -47,20 +77,29 @@ class CtxApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, project_dir: Path, *, attach: bool = True, start_mode: str = "author"):
+    def __init__(self, project_dir: Path, *, attach: bool = True, start_mode: str = "author",
+                 remember_theme: bool = False):
         self.DEFAULT_MODE = start_mode  # read by App.__init__: the first screen shown
         super().__init__()
         self.project_dir = Path(project_dir).resolve()
         self.project_file = ProjectFile(self.project_dir)
         self.project = None
+        self.config_problems: list[str] = []
+        self.template_errors: dict[str, str] = {}  # "teacher" / "student" -> the Author screen's render error
+        self.operation_index: int | None = None  # the operation the Author screen edits (None: top level)
         try:
             self.project = self.parse_project(self.project_file.text())
-        except ConfigError:
-            pass  # the Author screen shows the problems and lets the user fix them
+        except ConfigError as error:
+            self.config_problems = list(error.problems)  # the Author screen shows them
         # The run the Run screen watches: a run still alive from an earlier session, if any.
         self.run_dir: Path | None = runner.find_running_run(self.project_dir) if attach else None
         self.results_run_dir: Path | None = None  # the run the Results screen shows
-        self.sub_title = self.project.name if self.project else self.project_dir.name
+        self.live_run: Path | None = None  # the watched run while its process lives (the indicator)
+        self._asked_about_disk_text: str | None = None
+        self.remember_theme = remember_theme
+        if remember_theme and load_settings().get("theme") in self.available_themes:
+            self.theme = load_settings()["theme"]
+        self.refresh_title()
 
     def parse_project(self, text: str):
         return project_from_toml_text(self.project_dir, text)
@@ -68,9 +107,95 @@ class CtxApp(App):
     def on_mount(self) -> None:
         if self.run_dir is not None:
             self.notify(f"reattached to running run {self.run_dir.name} (F3)", title="Run")
+        self.set_interval(DISK_CHECK_S, self.check_disk)
+        self.set_interval(INDICATOR_S, self.refresh_run_indicator)
+        self.refresh_run_indicator()
+        if self.remember_theme:
+            self.theme_changed_signal.subscribe(self, lambda theme: save_setting("theme", theme.name))
 
     def on_run_launched(self, message: RunLaunched) -> None:
         self.notify(message.command, title=f"launched {message.run_dir.name}", timeout=6)
+        self.refresh_run_indicator()
+
+    # -- title: unsaved marker and run indicator -----------------------------
+
+    def refresh_title(self) -> None:
+        name = self.project.name if self.project else self.project_dir.name
+        self.title = f"ctxtui · {name}" + (" ● unsaved" if self.project_file.dirty else "")
+
+    def refresh_run_indicator(self) -> None:
+        """`▶ running: train 40/120` in the header of every screen while the watched run lives."""
+        run_dir = self.run_dir
+        if run_dir is None or not runner.run_alive(run_dir):
+            self.live_run = None
+            self.sub_title = ""
+            return
+        self.live_run = run_dir
+        event = runner.last_event(run_dir) or {}
+        where = event.get("stage", "starting")
+        if event.get("stage_name") and event.get("stage_name") != "main":
+            where = f"{event['stage_name']} · {where}"
+        if event.get("type") in ("progress", "train") and event.get("total_steps"):
+            where += f" {event.get('step', 0)}/{event['total_steps']}"
+        stopping = " (stop requested)" if (run_dir / "STOP").exists() else ""
+        self.sub_title = f"▶ running: {where}{stopping}"
+
+    # -- the project file on disk -------------------------------------------
+
+    def check_disk(self) -> None:
+        """Notice edits made to project.toml by another editor (timer, and when the terminal regains focus)."""
+        if not self.project_file.changed_on_disk():
+            return
+        if not self.project_file.dirty:
+            self.reload_project()
+            self.notify("project.toml changed on disk: reloaded", title="Project")
+            return
+        disk_text = self._disk_text()
+        if disk_text == self._asked_about_disk_text or self.screen.is_modal:
+            return  # asked already about this version (or busy with another question)
+        self._asked_about_disk_text = disk_text
+
+        def answered(choice: str | None) -> None:
+            if choice == "reload":
+                self.reload_project()
+                self.notify("reloaded project.toml; your unsaved edits were dropped", title="Project")
+            else:
+                self.notify("kept your edits; saving will ask before overwriting the file", title="Project")
+
+        self.push_screen(ChoiceScreen(
+            "project.toml was changed by another program, and you have unsaved edits here.",
+            [("reload", "Reload from disk"), ("keep", "Keep my edits")],
+            detail="Reload drops your edits. Keep leaves the file alone until you save (which asks again)."),
+            answered)
+
+    def on_app_focus(self) -> None:
+        self.check_disk()
+
+    def _disk_text(self) -> str:
+        try:
+            return self.project_file.path.read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def reload_project(self) -> None:
+        self.project_file.load()
+        self._asked_about_disk_text = None
+        try:
+            self.project = self.parse_project(self.project_file.text())
+            self.config_problems = []
+        except ConfigError as error:
+            self.config_problems = list(error.problems)
+        self.refresh_title()
+        if isinstance(self.screen, AuthorScreen):
+            self.screen.show_project_file()
+
+    def project_problems(self) -> list[str]:
+        """Why the edited project cannot run as it is: config errors and template errors."""
+        problems = list(self.config_problems)
+        if not problems and self.project is not None:
+            problems += template_syntax_problems(self.project)
+        problems += [f"{role} template: {error}" for role, error in self.template_errors.items() if error]
+        return list(dict.fromkeys(problems))
 
     # -- navigation -------------------------------------------------------
 
@@ -78,26 +203,85 @@ class CtxApp(App):
         """Show `run_dir` on the Run screen (a live run, or a finished one's record)."""
         self.run_dir = Path(run_dir)
         self.switch_mode("run")  # the screen picks up `run_dir` when it mounts or resumes
+        self.refresh_run_indicator()
 
     def open_results(self, run_dir: Path) -> None:
         self.results_run_dir = Path(run_dir)
         self.switch_mode("results")
 
-    # -- actions ----------------------------------------------------------
+    def action_show_run(self) -> None:
+        """F3: the live run when there is one (not a finished run opened from Runs)."""
+        live = runner.find_running_run(self.project_dir)
+        if live is not None and live != self.run_dir:
+            self.run_dir = live
+        self.switch_mode("run")
+
+    # -- saving and quitting ------------------------------------------------
 
     def action_save(self) -> None:
-        self.project_file.save()
-        self.notify(f"saved {self.project_file.path.name}")
+        self.run_worker(self.save_flow(), exclusive=True, group="ask")
 
-    def save_if_dirty(self) -> bool:
-        if self.project_file.dirty:
-            self.project_file.save()
-            return True
-        return False
+    async def save_flow(self) -> bool:
+        """Save, asking first about an outside edit and about problems; True when saved."""
+        project_file = self.project_file
+        if project_file.changed_on_disk():
+            choice = await self.push_screen_wait(ChoiceScreen(
+                "project.toml was changed by another program since it was loaded.",
+                [("cancel", "Cancel"), ("overwrite", "Overwrite it"), ("reload", "Reload (drop my edits)")],
+                detail="Overwriting replaces the other program's changes with this app's copy."))
+            if choice == "reload":
+                self.reload_project()
+                return False
+            if choice != "overwrite":
+                return False
+        problems = self.project_problems()
+        if problems:
+            choice = await self.push_screen_wait(ChoiceScreen(
+                "The project has problems: a run of it would fail.",
+                [("cancel", "Cancel"), ("save", "Save anyway")], detail="\n".join(problems[:8])))
+            if choice != "save":
+                return False
+        project_file.save()
+        self._asked_about_disk_text = None
+        self.refresh_title()
+        self.notify(f"saved {project_file.path.name}")
+        return True
 
     async def action_quit(self) -> None:
-        self.save_if_dirty()
+        self.run_worker(self.quit_flow(), exclusive=True, group="ask")
+
+    async def quit_flow(self) -> None:
+        if self.live_run is not None:
+            choice = await self.push_screen_wait(ChoiceScreen(
+                f"Run {self.live_run.name} is still running.",
+                [("quit", "Quit (the run goes on)"), ("cancel", "Cancel")],
+                detail="The run outlives the app; start ctxtui again in this project to reattach."))
+            if choice != "quit":
+                return
+        if self.project_file.dirty:
+            choice = await self.push_screen_wait(ChoiceScreen(
+                "project.toml has unsaved edits.",
+                [("save", "Save and quit"), ("discard", "Discard and quit"), ("cancel", "Cancel")]))
+            if choice == "cancel" or choice is None:
+                return
+            if choice == "save" and not await self.save_flow():
+                return
         self.exit()
+
+    def save_before_launch(self) -> bool:
+        """Write pending edits so the run sees them; never over an outside edit (False then)."""
+        if not self.project_file.dirty:
+            return True
+        if self.project_file.changed_on_disk():
+            self.notify("project.toml was changed by another program: save (ctrl+s) first, then launch",
+                        severity="error")
+            return False
+        self.project_file.save()
+        self.refresh_title()
+        self.notify("saved project.toml before launching")
+        return True
+
+    # -- other actions ------------------------------------------------------
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -108,38 +292,93 @@ class CtxApp(App):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
+    def action_new_project(self) -> None:
+        from ctxtui.screens.new_project import NewProjectScreen
+
+        def created(folder: Path | None) -> None:
+            if folder is not None:
+                self.run_worker(self.open_other_project(folder), exclusive=True, group="ask")
+
+        self.push_screen(NewProjectScreen(Path.cwd()), created)
+
+    async def open_other_project(self, folder: Path) -> None:
+        """Leave this project (asking about unsaved edits) and let `main` open `folder`."""
+        if self.project_file.dirty:
+            choice = await self.push_screen_wait(ChoiceScreen(
+                f"Open {folder}? project.toml here has unsaved edits.",
+                [("save", "Save, then open"), ("discard", "Discard, then open"), ("cancel", "Cancel")]))
+            if choice == "cancel" or choice is None:
+                return
+            if choice == "save" and not await self.save_flow():
+                return
+        self.exit(result=folder)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Author", "Edit templates and preview (F2)", lambda: self.switch_mode("author"))
-        yield SystemCommand("Run", "Launch and watch a distillation run (F3)", lambda: self.switch_mode("run"))
+        yield SystemCommand("Run", "Launch and watch a distillation run (F3)", self.action_show_run)
         yield SystemCommand("Results", "Before/after table and per-sample grid (F4)",
                             lambda: self.switch_mode("results"))
         yield SystemCommand("Runs", "The project's past runs (F8)", lambda: self.switch_mode("runs"))
         yield SystemCommand("Save project", "Write project.toml, keeping comments (ctrl+s)", self.action_save)
+        yield SystemCommand("Reload project", "Read project.toml from disk again, dropping unsaved edits",
+                            self.reload_project)
+        yield SystemCommand("New project", "Create a project folder from a template and open it",
+                            self.action_new_project)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme (ctrl+t)",
                             self.action_toggle_theme)
         yield SystemCommand("Help for focused widget", "Explain what has focus (F1)", self.action_toggle_help)
         yield from getattr(screen, "commands", lambda: [])()
 
 
+KEYS_HELP = """\
+keys (every screen):
+  F1 help for the focused widget     F2 Author   F3 Run (the live run)   F4 Results   F8 Runs
+  ctrl+p command palette (every action)   ctrl+s save project.toml   ctrl+t light/dark   ctrl+q quit
+Author: ctrl+o edit the focused template in $EDITOR, ctrl+r regenerate, ctrl+down/up next/previous input
+Run: n new run, s stop (checkpoint first), k kill, r resume, o results
+Results: f filter, / search, enter sample detail      Runs: enter dashboard, o results, space mark, c compare
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ctxtui", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The context-distillation workbench: author templates with a live preview, "
+                    "run and watch a distillation, compare results.",
+        epilog=KEYS_HELP + "\nWithout PROJECT_DIR: the project in the current folder, else a chooser "
+                           "(open a project below it, or create one).\nNew project from the shell: "
+                           "ctxdistill init DIR --template instructions|scratchpad|fewshot|empty")
+    parser.add_argument("project_dir", type=Path, nargs="?", metavar="PROJECT_DIR",
+                        help="a folder holding project.toml (default: the current folder)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print("usage: ctxtui [PROJECT_DIR]   (default: sample_projects/instructions)")
-        return 0
-    project_dir = Path(args[0]) if args else DEFAULT_PROJECT
-    if not args and not project_dir.exists():  # not started from the repository root
-        project_dir = runner.ENGINE_ROOT / DEFAULT_PROJECT
-    if not (project_dir / "project.toml").exists():
-        print(f"ctxtui: no project.toml in {project_dir} (a project is a folder holding one; "
-              "see sample_projects/)", file=sys.stderr)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Without a terminal Textual would wait for input forever (seen spinning at full CPU).
+        print("ctxtui: needs an interactive terminal (stdin and stdout are not a TTY); "
+              "for scripts use `ctxdistill run | preview | eval`", file=sys.stderr)
         return 2
-    app = CtxApp(project_dir)
-    try:
-        app.run()
-    finally:
-        app.save_if_dirty()  # never lose an edit, however the app ended
-    return 0
+    project_dir = args.project_dir
+    if project_dir is not None and not (project_dir / "project.toml").exists():
+        print(f"ctxtui: no project.toml in {project_dir} (a project is a folder holding one; "
+              "create one with `ctxdistill init DIR`)", file=sys.stderr)
+        return 2
+    if project_dir is None and (Path.cwd() / "project.toml").exists():
+        project_dir = Path.cwd()
+    while True:
+        if project_dir is None:
+            from ctxtui.screens.chooser import ChooserApp
+
+            project_dir = ChooserApp(Path.cwd()).run()
+            if project_dir is None:
+                return 0
+        result = CtxApp(project_dir, remember_theme=True).run()
+        if not isinstance(result, Path):  # "New project" returns the folder to open next
+            return 0
+        project_dir = result
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ class PromptTokensCounted(Message):
 
 
 @dataclass
+class EnsemblePromptsRendered(Message):
+    """The K teacher prompts of an ensemble for the previewed input (engine.teacher.teacher_prompts)."""
+
+    generation: int
+    prompts: list[str]
+
+
+@dataclass
 class TeacherTextStreamed(Message):
     generation: int
     text: str

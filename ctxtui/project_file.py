@@ -3,6 +3,16 @@
 The Author screen edits templates and the extractor here; `text()` is what the
 engine validates (`project_from_toml_text`) and `save()` writes it back with
 tomlkit, so everything the user did not touch stays byte for byte.
+
+A project may declare `[[operations]]` (issue 7): each one's `[operations.teacher]`
+etc. overrides the top-level table. Editing operation `i`'s template writes to
+the table the engine actually reads it from: the operation's own table when it
+sets a template, else the top-level one it inherits (which every inheriting
+operation shares). `template_owner` names that table so the screen can say so.
+
+The file on disk is remembered as loaded or saved, so an edit made by another
+editor while the app is open is noticed (`changed_on_disk`) and never
+overwritten without asking.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from tomlkit.items import Table
 TEMPLATE_FILE_KEYS = ("template_file", "file", "path")
 EXTRACT_KINDS = ("identity", "regex", "after_marker", "callable")
 EXTRACT_PARAMETER = {"regex": "pattern", "after_marker": "marker", "callable": "function"}
+# The keys that only mean something for one kind: switching kind drops the others' keys.
+EXTRACT_KIND_KEYS = {"regex": ("pattern", "group"), "after_marker": ("marker", "until"), "callable": ("function",)}
 
 
 class ProjectFile:
@@ -23,73 +35,167 @@ class ProjectFile:
     def __init__(self, project_dir: Path):
         self.dir = Path(project_dir)
         self.path = self.dir / "project.toml"
-        self.doc = tomlkit.parse(self.path.read_text(encoding="utf-8"))
+        self.load()
+
+    def load(self) -> None:
+        """(Re)read the file from disk, dropping unsaved edits."""
+        self.disk_text = self.path.read_text(encoding="utf-8")
+        self.doc = tomlkit.parse(self.disk_text)
         self.dirty = False
-        # Template text for templates kept in their own files: written on save.
-        self._template_files: dict[str, tuple[Path, str]] = {}
+        # Template text for templates kept in their own files, keyed by file: written on save.
+        self._template_files: dict[Path, str] = {}
+        self._template_files_on_disk: dict[Path, str] = {}
+
+    # -- the file on disk ---------------------------------------------------
+
+    def changed_on_disk(self) -> bool:
+        """Whether project.toml (or a template file read from it) differs from what was loaded or saved."""
+        try:
+            if self.path.read_text(encoding="utf-8") != self.disk_text:
+                return True
+            return any(path.read_text(encoding="utf-8") != text
+                       for path, text in self._template_files_on_disk.items())
+        except OSError:
+            return True
+
+    def save(self) -> None:
+        text = self.text()
+        self.path.write_text(text, encoding="utf-8")
+        for path, template in self._template_files.items():
+            path.write_text(template, encoding="utf-8")
+            self._template_files_on_disk[path] = template
+        self._template_files.clear()
+        self.disk_text = text
+        self.dirty = False
 
     # -- reading -----------------------------------------------------------
 
     def text(self) -> str:
         return tomlkit.dumps(self.doc)
 
-    def _table(self, name: str) -> Table:
-        if name not in self.doc:
-            self.doc[name] = tomlkit.table()
-        return self.doc[name]
+    def operation_names(self) -> list[str]:
+        """Names of the declared `[[operations]]` (empty when the file declares none)."""
+        operations = self.doc.get("operations")
+        if not isinstance(operations, list):
+            return []
+        return [str(op.get("name", f"#{i + 1}")) for i, op in enumerate(operations)]
 
-    def _template_file(self, role: str) -> Path | None:
-        table = self.doc.get(role, {})
+    def stage_names(self) -> list[str]:
+        stages = self.doc.get("stages")
+        if not isinstance(stages, list):
+            return []
+        return [str(stage.get("name", f"#{i + 1}")) for i, stage in enumerate(stages)]
+
+    def _operation(self, operation: int | None) -> Table | None:
+        if operation is None:
+            return None
+        operations = self.doc.get("operations")
+        if isinstance(operations, list) and 0 <= operation < len(operations):
+            return operations[operation]
+        return None
+
+    def _table(self, name: str, operation: int | None = None) -> Table:
+        parent = self._operation(operation)
+        parent = self.doc if parent is None else parent
+        if name not in parent:
+            parent[name] = tomlkit.table()
+        return parent[name]
+
+    @staticmethod
+    def _sets_template(table) -> bool:
+        return "template" in table or any(key in table for key in TEMPLATE_FILE_KEYS)
+
+    def template_owner(self, role: str, operation: int | None = None) -> str:
+        """The dotted table the template of `role` is read from: `teacher` or `operations.NAME.teacher`.
+
+        An operation's table that sets `template` or `template_file` replaces
+        both (the engine's rule); otherwise the operation inherits the top-level one.
+        """
+        op = self._operation(operation)
+        if op is not None and self._sets_template(op.get(role, {})):
+            return f"operations.{op.get('name', operation)}.{role}"
+        return role
+
+    def _owner_table(self, role: str, operation: int | None) -> Table:
+        op = self._operation(operation)
+        if op is not None and self._sets_template(op.get(role, {})):
+            return op[role]
+        return self._table(role)
+
+    def _template_file(self, table) -> Path | None:
         for key in TEMPLATE_FILE_KEYS:
             if key in table:
                 return self.dir / str(table[key])
         return None
 
-    def template(self, role: str) -> str:
+    def template(self, role: str, operation: int | None = None) -> str:
         """The template text of `role` ("teacher" or "student"), inline or from its file."""
-        if role in self._template_files:
-            return self._template_files[role][1]
-        table = self.doc.get(role, {})
+        table = self._owner_table(role, operation)
         if "template" in table:
             return str(table["template"])
-        path = self._template_file(role)
-        if path is not None and path.exists():
-            return path.read_text(encoding="utf-8")
+        path = self._template_file(table)
+        if path is None:
+            return ""
+        if path in self._template_files:
+            return self._template_files[path]
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            self._template_files_on_disk.setdefault(path, text)
+            return text
         return ""
 
-    def extract(self) -> tuple[str, str]:
-        """(kind, parameter) of the answer extractor."""
-        table = self.doc.get("extract", {})
-        kind = str(table.get("kind", "identity"))
+    def extract(self, operation: int | None = None) -> tuple[str, str]:
+        """(kind, parameter) of the answer extractor: the operation's keys over the top-level ones."""
+        merged = dict(self.doc.get("extract", {}))
+        op = self._operation(operation)
+        if op is not None:
+            merged.update(op.get("extract", {}))
+        kind = str(merged.get("kind", "identity"))
         key = EXTRACT_PARAMETER.get(kind)
-        return kind, str(table.get(key, "")) if key else ""
+        return kind, str(merged.get(key, "")) if key else ""
+
+    def extract_owner(self, operation: int | None = None) -> str:
+        op = self._operation(operation)
+        if op is not None and "extract" in op:
+            return f"operations.{op.get('name', operation)}.extract"
+        return "extract"
 
     # -- editing -----------------------------------------------------------
 
-    def set_template(self, role: str, text: str) -> None:
-        if text == self.template(role):
+    def set_template(self, role: str, text: str, operation: int | None = None) -> None:
+        if text == self.template(role, operation):
             return
-        table = self._table(role)
-        path = self._template_file(role)
+        table = self._owner_table(role, operation)
+        path = self._template_file(table)
         if "template" not in table and path is not None:
-            self._template_files[role] = (path, text)
+            self._template_files[path] = text
         else:
             table["template"] = tomlkit.string(text, multiline="\n" in text)
         self.dirty = True
 
-    def set_extract(self, kind: str, parameter: str) -> None:
-        if (kind, parameter) == self.extract():
+    def override_template(self, role: str, operation: int) -> bool:
+        """Give operation `operation` its own copy of the template it inherits; False if it has one."""
+        op = self._operation(operation)
+        if op is None or self._sets_template(op.get(role, {})):
+            return False
+        text = self.template(role, operation)
+        table = self._table(role, operation)
+        table["template"] = tomlkit.string(text, multiline="\n" in text)
+        self.dirty = True
+        return True
+
+    def set_extract(self, kind: str, parameter: str, operation: int | None = None) -> None:
+        if (kind, parameter) == self.extract(operation):
             return
-        table = self._table("extract")
+        op = self._operation(operation)
+        table = op["extract"] if op is not None and "extract" in op else self._table("extract")
         table["kind"] = kind
+        for other, keys in EXTRACT_KIND_KEYS.items():
+            if other != kind:
+                for key in keys:
+                    if key in table:
+                        del table[key]
         key = EXTRACT_PARAMETER.get(kind)
         if key:
             table[key] = parameter
         self.dirty = True
-
-    def save(self) -> None:
-        self.path.write_text(self.text(), encoding="utf-8")
-        for path, text in self._template_files.values():
-            path.write_text(text, encoding="utf-8")
-        self._template_files.clear()
-        self.dirty = False

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,18 +157,104 @@ def kill(run_dir: Path) -> bool:
     return True
 
 
+@dataclass
+class WatchedRun(RunState):
+    """`RunState` plus what a dashboard needs to tell the truth (issue 12).
+
+    - counts are per stage: the teacher pass counts inputs, training steps, so a
+      new stage starts its count afresh instead of showing the last one's;
+    - `active_s` sums the time every process of the run ran, so the elapsed time
+      never runs backwards across a stop and resume (the engine's `elapsed_s`
+      restarts with each stage and each process);
+    - `stage_name` and `operation` follow the events of a combined run (issue 7).
+    """
+
+    unit: str = "steps"
+    stage_name: str | None = None
+    operation: str | None = None
+    stage_names: list[str] = field(default_factory=list)  # in the order the run reached them
+    kls: list[tuple[int, float]] = field(default_factory=list)  # the student's answer KL per logged step
+    active_s: float = 0.0  # time run by the run's earlier processes
+    process_started_at: float | None = None
+
+    def apply(self, event: dict) -> None:
+        kind = event.get("type")
+        when = event.get("time", self.last_event_at)
+        if kind == "status" and "pid" in event:  # a (re)started process
+            if self.process_started_at is not None and self.last_event_at is not None:
+                self.active_s += max(0.0, self.last_event_at - self.process_started_at)
+            self.process_started_at = when
+        elif self.process_started_at is None:
+            self.process_started_at = when
+        if self.status != "running" and kind != "done":  # a resumed run's new events
+            self.status = "running"
+        where = (event.get("stage", self.stage), event.get("stage_name", self.stage_name),
+                 event.get("operation", self.operation))
+        if where != (self.stage, self.stage_name, self.operation) and kind != "done":
+            self.step, self.total_steps, self.eta_s = 0, 0, None
+        stage_name = event.get("stage_name")
+        if stage_name and stage_name not in self.stage_names:
+            self.stage_names.append(stage_name)
+        self.stage_name, self.operation = where[1], where[2]
+        super().apply(event)
+        if kind == "progress":
+            self.unit = event.get("unit", "steps")
+        elif kind == "train" and event.get("phase", "student") == "student":
+            self.unit = "steps"
+            if isinstance(event.get("kl"), (int, float)):
+                self.kls.append((self.step, float(event["kl"])))
+
+    def elapsed(self, now: float, alive: bool) -> float:
+        """Seconds the run's processes have run, live up to `now` while one runs."""
+        if self.process_started_at is None or self.last_event_at is None:
+            return self.active_s
+        end = now if alive else self.last_event_at
+        return self.active_s + max(0.0, end - self.process_started_at)
+
+
 def apply_event(state: RunState, event: dict) -> None:
-    """`RunState.apply`, except that a resumed run's new events make it running again."""
-    if state.status != "running" and event.get("type") != "done":
+    """Fold one event (a resumed run's new events make it running again)."""
+    if not isinstance(state, WatchedRun) and state.status != "running" and event.get("type") != "done":
         state.status = "running"
     state.apply(event)
 
 
-def fold_run_events(events) -> RunState:
-    state = RunState()
+def fold_run_events(events) -> WatchedRun:
+    state = WatchedRun()
     for event in events:
         apply_event(state, event)
     return state
+
+
+def last_event(run_dir: Path) -> dict | None:
+    """The last complete event of the run (read from the file's end: cheap for a timer)."""
+    try:
+        with open(Path(run_dir) / "events.jsonl", "rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - 8192))
+            lines = file.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines[:-1] if lines else []):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def planned_stages(run_dir: Path) -> list[tuple[str, list[str]]]:
+    """(stage, its operations) as the run's project.toml declares them; [] for a one-operation run."""
+    try:
+        data = tomllib.loads((Path(run_dir) / "project.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    operations = [str(op.get("name", "")) for op in data.get("operations") or [] if isinstance(op, dict)]
+    stages = [stage for stage in data.get("stages") or [] if isinstance(stage, dict)]
+    if not stages:
+        return [("main", operations)] if operations else []
+    return [(str(stage.get("name", "")), [str(op) for op in stage.get("operations") or operations])
+            for stage in stages]
 
 
 def effective_status(state: RunState, alive: bool) -> str:

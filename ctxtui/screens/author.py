@@ -1,5 +1,11 @@
 """Author: edit the teacher and student templates and the extractor, with a live preview.
 
+A project with `[[operations]]` (issue 7) lists them on the left; the editors
+show the selected operation's templates, titled with the table they are
+written to (the operation's own, or the top-level one it inherits), and the
+preview runs that operation alone (`Project.for_operation`), an ensemble's K
+teacher prompts included.
+
 Rendering happens on every keystroke in the UI thread (Jinja is fast); model
 work (loading, token counts, generation, extraction) runs in thread workers
 that only post messages. A newer preview cancels the older one.
@@ -8,15 +14,10 @@ that only post messages. A newer preview cancels the older one.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shlex
-import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
 from textual import on, work
-from textual.app import ComposeResult, SuspendNotSupported, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -25,8 +26,9 @@ from textual.widgets import Footer, Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from ctxtui.messages import (PreviewFailed, PreviewModelLoaded, PromptTokensCounted, SampleInputsLoaded,
-                             StudentOutputReady, TeacherGenerationFinished, TeacherTextStreamed)
+from ctxtui.messages import (EnsemblePromptsRendered, PreviewFailed, PreviewModelLoaded, PromptTokensCounted,
+                             SampleInputsLoaded, StudentOutputReady, TeacherGenerationFinished,
+                             TeacherTextStreamed)
 from ctxtui.project_file import EXTRACT_KINDS
 from ctxtui.widgets.template_editor import TemplateEditor
 from engine.errors import ConfigError, EngineError, TemplateError
@@ -79,11 +81,13 @@ class AuthorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         project_file = self.app.project_file
-        kind, parameter = project_file.extract()
+        operation = self.app.operation_index
+        kind, parameter = project_file.extract(operation)
         yield Header()
         with Horizontal(id="templates"):
-            yield TemplateEditor("teacher", project_file.template("teacher"), id="teacher-editor")
-            yield TemplateEditor("student", project_file.template("student"), id="student-editor")
+            yield OptionList(id="operations")
+            yield TemplateEditor("teacher", project_file.template("teacher", operation), id="teacher-editor")
+            yield TemplateEditor("student", project_file.template("student", operation), id="student-editor")
         with Horizontal(id="extract-row"):
             yield Static("extractor", classes="row-label")
             yield Select([(k, k) for k in EXTRACT_KINDS], value=kind if kind in EXTRACT_KINDS else "identity",
@@ -106,6 +110,13 @@ class AuthorScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#inputs").border_title = "sample inputs"
+        self.query_one("#operations").border_title = "operations"
+        self.query_one("#operations").HELP = (
+            "## Operations\n\nThe project's distillation operations (`[[operations]]`). The editors show the "
+            "selected one's templates; their titles name the table an edit is written to. An operation that "
+            "inherits the top-level template shares it with every other that does: *Give this operation its "
+            "own template* (command palette) copies it into the operation first.")
+        self.show_operations()
         self.query_one("#teacher-prompt").border_title = "teacher prompt"
         self.query_one("#student-prompt").border_title = "student prompt"
         self.query_one("#teacher-output").border_title = "teacher generation"
@@ -114,57 +125,151 @@ class AuthorScreen(Screen):
         self.query_one("#extract-parameter").HELP = "## Extractor\n\nThe regex pattern, the marker, or `module:function` of the answer extractor. The highlighted answer in the teacher generation updates as you type."
         self.revalidate()
         if self.app.project is not None:
-            self.load_inputs(self.app.project)
+            self.load_inputs(self.preview_project() or self.app.project)
             self.load_session(self.app.project)
         else:
             self.query_one("#teacher-output", Static).update("fix the project file to load the model")
         self.query_one("#teacher-text").focus()
+
+    # -- operations -------------------------------------------------------------
+
+    def show_operations(self) -> None:
+        names = self.app.project_file.operation_names()
+        picker = self.query_one("#operations", OptionList)
+        picker.display = bool(names)
+        picker.clear_options()
+        picker.add_options([Option(Content(name)) for name in names])
+        if not names:
+            self.app.operation_index = None
+        else:
+            if self.app.operation_index is None or self.app.operation_index >= len(names):
+                self.app.operation_index = 0
+            picker.highlighted = self.app.operation_index
+        self.show_owners()
+
+    def operation_name(self) -> str | None:
+        names = self.app.project_file.operation_names()
+        index = self.app.operation_index
+        return names[index] if index is not None and index < len(names) else None
+
+    def show_owners(self) -> None:
+        """Title each editor with the table an edit goes to."""
+        project_file, index = self.app.project_file, self.app.operation_index
+        name = self.operation_name()
+        for editor in self.query(TemplateEditor):
+            if name is None:
+                editor.border_title = f"{editor.role} template"
+                editor.border_subtitle = ""
+                continue
+            owner = project_file.template_owner(editor.role, index)
+            editor.border_title = f"{editor.role} · {owner}"
+            editor.border_subtitle = "" if owner.startswith("operations.") else f"{name} inherits it: shared"
+
+    def show_project_file(self) -> None:
+        """Put the project file's text for the selected operation in the editors (after a reload or a pick)."""
+        project_file, index = self.app.project_file, self.app.operation_index
+        self.show_operations()
+        for editor in self.query(TemplateEditor):
+            text = project_file.template(editor.role, index)
+            if editor.text != text:
+                editor.text_area.load_text(text)
+        kind, parameter = project_file.extract(index)
+        self.query_one("#extract-kind", Select).value = kind if kind in EXTRACT_KINDS else "identity"
+        self.query_one("#extract-parameter", Input).value = parameter
+        self.prompts = None
+        self.revalidate()
+
+    @on(OptionList.OptionHighlighted, "#operations")
+    def operation_picked(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_index == self.app.operation_index:
+            return
+        self.app.operation_index = event.option_index
+        self.show_project_file()
+        project = self.preview_project()
+        if project is not None:
+            self.load_inputs(project)  # an operation may draw its inputs from elsewhere
+
+    def action_own_template(self, role: str) -> None:
+        index = self.app.operation_index
+        if index is None:
+            self.notify("the project declares no operations", severity="warning")
+            return
+        if self.app.project_file.override_template(role, index):
+            self.notify(f"{self.operation_name()} now has its own {role} template (unsaved)")
+            self.app.refresh_title()
+        self.show_owners()
 
     # -- state ----------------------------------------------------------------
 
     def revalidate(self) -> None:
         """Validate the edited project, render both prompts, and show any errors inline."""
         app = self.app
+        index = app.operation_index
         editors = {e.role: e for e in self.query(TemplateEditor)}
         for role, editor in editors.items():
-            app.project_file.set_template(role, editor.text)
+            app.project_file.set_template(role, editor.text, index)
         kind = self.query_one("#extract-kind", Select).value
-        app.project_file.set_extract(str(kind), self.query_one("#extract-parameter", Input).value)
+        app.project_file.set_extract(str(kind), self.query_one("#extract-parameter", Input).value, index)
         problems = self.query_one("#config-problems", Static)
         try:
-            project = app.parse_project(app.project_file.text())
+            app.project = app.parse_project(app.project_file.text())
+            app.config_problems = []
         except ConfigError as error:
-            problems.update("\n".join(error.problems))
-            problems.display = True
-            project = None
-        else:
-            problems.display = False
-            # Unsaved edits to a `template_file` live only in the editors.
-            project = dataclasses.replace(
-                project,
-                teacher=dataclasses.replace(project.teacher, template=editors["teacher"].text),
-                student=dataclasses.replace(project.student, template=editors["student"].text))
-            app.project = project
+            app.project = None  # nothing launches from a project with problems
+            app.config_problems = list(error.problems)
+        app.refresh_title()
         self.render_prompts(editors)
+        shown = app.project_problems()
+        problems.update("\n".join(shown))
+        problems.display = bool(shown)
+
+    def preview_project(self):
+        """The project the preview runs: the selected operation alone, with the editors' text."""
+        project = self.app.project
+        if project is None:
+            return None
+        name = self.operation_name()
+        if name is not None and hasattr(project, "for_operation"):
+            project = project.for_operation(name)
+        # Unsaved edits to a `template_file` live only in the editors.
+        editors = {e.role: e for e in self.query(TemplateEditor)}
+        return dataclasses.replace(
+            project,
+            teacher=dataclasses.replace(project.teacher, template=editors["teacher"].text),
+            student=dataclasses.replace(project.student, template=editors["student"].text))
 
     def render_prompts(self, editors: dict[str, TemplateEditor]) -> None:
         from engine.templates import render
 
         prompts = {}
+        project = self.preview_project()
         for role, editor in editors.items():
             if self.example is None:
                 editor.error = ""
                 continue
+            variables = dict(getattr(getattr(project, role, None), "vars", None) or {})
             try:
-                prompts[role] = render(editor.text, role, self.example)
+                prompts[role] = render(editor.text, role, {**variables, **self.example})
                 editor.error = ""
             except TemplateError as error:
                 editor.error = f"line {error.line}: {error.detail}" if error.line else error.detail
+        self.app.template_errors = {role: editor.error for role, editor in editors.items() if editor.error}
         if self.example is None:
             return
         for role in ("teacher", "student"):
             self.query_one(f"#{role}-prompt", Static).update(prompts.get(role, "(template error)"))
         new_prompts = (prompts["teacher"], prompts["student"]) if len(prompts) == 2 else None
+        if new_prompts is None:
+            # A template error makes the last generation stale: never leave its verdict up.
+            self.generation += 1
+            self.workers.cancel_group(self, "preview")
+            self.teacher_text, self.teacher_done = "", False
+            self.query_one("#teacher-output", Static).update("fix the template error to preview")
+            self.query_one("#student-output", Static).update("")
+            for verdict_id in ("#teacher-verdict", "#student-verdict"):
+                self.set_verdict(verdict_id, "", "-unknown")
+            self.prompts = None
+            return
         if new_prompts != self.prompts:
             self.prompts = new_prompts
             self.show_token_counts(None, None)
@@ -201,7 +306,7 @@ class AuthorScreen(Screen):
         self.query_one("#student-output", Static).update("")
         for verdict_id in ("#teacher-verdict", "#student-verdict"):
             self.query_one(verdict_id, Static).update("")
-        self.generate(self.generation, self.app.project, self.example)
+        self.generate(self.generation, self.preview_project(), self.example)
 
     @work(thread=True, exclusive=True, group="preview")
     def generate(self, generation: int, project, example: dict) -> None:
@@ -214,6 +319,13 @@ class AuthorScreen(Screen):
                 session.set_project(project)
                 # The engine's own prompts (with the chat template when the project asks for it).
                 teacher_prompt, student_prompt = session.prompts(example)
+                if getattr(project.teacher, "ensemble", 1) > 1:
+                    from engine.teacher import teacher_prompts
+
+                    # The engine samples from the first rendering and scores under all K (issue 7).
+                    ensemble = teacher_prompts(project, session.tokenizer, example)
+                    self.post_message(EnsemblePromptsRendered(generation, list(ensemble)))
+                    teacher_prompt = ensemble[0]
                 self.post_message(PromptTokensCounted(
                     generation, session.count_tokens(teacher_prompt), session.count_tokens(student_prompt)))
                 text = ""
@@ -292,6 +404,15 @@ class AuthorScreen(Screen):
         if message.generation == self.generation:
             self.show_token_counts(message.teacher_tokens, message.student_tokens)
 
+    def on_ensemble_prompts_rendered(self, message: EnsemblePromptsRendered) -> None:
+        if message.generation != self.generation:
+            return
+        count = len(message.prompts)
+        shown = "\n".join(f"── teacher prompt {i + 1}/{count} ──\n{prompt}" for i, prompt in enumerate(message.prompts))
+        panel = self.query_one("#teacher-prompt", Static)
+        panel.update(shown)
+        panel.border_title = f"teacher prompts (ensemble of {count})"
+
     def on_teacher_text_streamed(self, message: TeacherTextStreamed) -> None:
         if message.generation == self.generation and not self.teacher_done:
             self.streamed_updates += 1
@@ -341,7 +462,7 @@ class AuthorScreen(Screen):
     @on(Input.Changed, "#extract-parameter")
     def extractor_edited(self) -> None:
         self.revalidate()
-        project = self.app.project
+        project = self.preview_project()
         if self.teacher_done and self.session is not None and project is not None:
             self.reextract(self.generation, project, self.teacher_text)
         elif not self.teacher_done:
@@ -362,6 +483,11 @@ class AuthorScreen(Screen):
         yield SystemCommand("Edit template in $EDITOR", "The focused template, or the teacher's (ctrl+o)",
                             self.action_edit_externally)
         yield SystemCommand("Next sample input", "Preview the next input (ctrl+down)", self.action_next_input)
+        if self.app.project_file.operation_names():
+            for role in ("teacher", "student"):
+                yield SystemCommand(f"Give this operation its own {role} template",
+                                    "Copy the inherited top-level template into the selected operation",
+                                    lambda role=role: self.action_own_template(role))
         yield SystemCommand("Previous sample input", "Preview the previous input (ctrl+up)",
                             self.action_previous_input)
 
@@ -378,22 +504,4 @@ class AuthorScreen(Screen):
         focused = self.focused
         editor = next((node for node in (focused.ancestors_with_self if focused else [])
                        if isinstance(node, TemplateEditor)), None) or self.query_one("#teacher-editor", TemplateEditor)
-        command = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
-        with tempfile.NamedTemporaryFile("w", suffix=f".{editor.role}.jinja", delete=False) as file:
-            file.write(editor.text)
-            path = Path(file.name)
-        try:
-            try:
-                with self.app.suspend():
-                    subprocess.call([*command, str(path)])
-            except SuspendNotSupported:  # headless (tests) or no real terminal: run it anyway
-                subprocess.call([*command, str(path)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            self.notify(f"could not run $EDITOR: {error}", severity="error")
-            return
-        finally:
-            path.unlink(missing_ok=True)
-        if text != editor.text:
-            editor.replace_text(text)
+        editor.edit_externally()

@@ -14,17 +14,27 @@ from pathlib import Path
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from ctxtui import runner
 from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
+from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.line_chart import LineChart
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
-from engine.events import EventTail, RunState
+from engine.events import EventTail
 
 POLL_S = 0.2
+
+# When a stop request takes effect, by engine stage (the recipe checks STOP between these).
+STOP_TAKES_EFFECT = {
+    "setup": "when setup ends",
+    "teacher": "after the current teacher batch (finished batches are kept for the resume)",
+    "train": "after the current step, with a checkpoint",
+    "eval": "after the current evaluation batch",
+}
 
 
 def duration(seconds: float | None) -> str:
@@ -33,6 +43,27 @@ def duration(seconds: float | None) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def stage_list(planned: list[tuple[str, list[str]]], state: runner.WatchedRun, status: str) -> Content:
+    """`✓ learn  ▶ forget (op upper)  · recall`: the run's stages, the current one marked."""
+    if not planned:
+        return Content("")
+    current = state.stage_name
+    reached = set(state.stage_names)
+    parts: list = [("stages ", "bold")]
+    for name, operations in planned:
+        if name == current and status in ("running", "starting"):
+            mark, style = "▶", "bold $accent"
+            detail = f" ({state.operation})" if state.operation else f" ({', '.join(operations)})"
+        elif name in reached and (name != current or status == "completed"):
+            mark, style, detail = "✓", "$text-success", ""
+        elif name == current:
+            mark, style, detail = "■", "$warning", f" ({status})"
+        else:
+            mark, style, detail = "·", "$text-muted", ""
+        parts += [(f"{mark} {name}{detail}", style), "  "]
+    return Content.assemble(*parts)
 
 
 class RunScreen(Screen):
@@ -51,21 +82,24 @@ class RunScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.watched: Path | None = None
-        self.state = RunState()
+        self.state = runner.WatchedRun()
         self.alive = False
         self.seen_alive = False
         self.status = "no run"
+        self.planned: list[tuple[str, list[str]]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("no run yet: press n to launch one", id="run-title")
         yield Static("", id="run-command", markup=False)
+        yield Static("", id="run-stages")
         with Horizontal(id="progress-row"):
             yield Static("", id="run-stage")
             yield ProgressBar(total=None, show_eta=False, id="run-progress")
             yield Static("", id="run-timing")
         with Horizontal(id="charts"):
             yield LineChart("loss", id="loss-chart")
+            yield LineChart("answer KL", id="kl-chart")
             yield LineChart("learning rate", id="lr-chart")
         yield Static("", id="run-stats")
         yield Static("", id="run-message", markup=False)
@@ -75,7 +109,10 @@ class RunScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False
-        self.query_one("#run-progress").HELP = "## Progress\n\nSteps done of the current stage (teacher pass, training, evaluation), with elapsed time and the engine's ETA."
+        self.query_one("#run-stages").display = False
+        self.query_one("#run-progress").HELP = (
+            "## Progress\n\nCounts of the current stage: teacher pass (inputs), training (steps), "
+            "evaluation (inputs), with the run's elapsed time (all its processes) and the engine's ETA.")
         self.set_interval(1.0, self.refresh_stats)
         if self.app.run_dir is None:  # nothing live: show the newest run, if any
             runs = runner.list_runs(self.app.project_dir)
@@ -90,7 +127,7 @@ class RunScreen(Screen):
     def commands(self):
         yield SystemCommand("New run", "Launch the engine on this project (n)", self.action_launch)
         yield SystemCommand("Stop run", "Checkpoint, then stop (s)", self.action_stop)
-        yield SystemCommand("Kill run", "SIGKILL the run's processes (k)", self.action_kill)
+        yield SystemCommand("Kill run", "SIGKILL the run's processes, after asking (k)", self.action_kill)
         yield SystemCommand("Resume run", "Continue a stopped run from its checkpoint (r)", self.action_resume)
         yield SystemCommand("Results of this run", "Open the Results screen (o)", self.action_results)
 
@@ -98,8 +135,9 @@ class RunScreen(Screen):
 
     def watch_run(self, run_dir: Path) -> None:
         self.watched = Path(run_dir)
-        self.state, self.alive = RunState(), runner.run_alive(self.watched)
+        self.state, self.alive = runner.WatchedRun(), runner.run_alive(self.watched)
         self.seen_alive = self.alive
+        self.planned = runner.planned_stages(self.watched)
         self.query_one("#run-title", Static).update(f"run {self.watched.name}")
         command_file = self.watched / "command"
         command = command_file.read_text().strip() if command_file.exists() else ""
@@ -114,7 +152,7 @@ class RunScreen(Screen):
     def _tail(self, run_dir: Path) -> None:
         worker = get_current_worker()
         events = EventTail(run_dir / "events.jsonl")
-        state = RunState()
+        state = runner.WatchedRun()
         first = True
         while not worker.is_cancelled:
             new_events = list(events.read_new())
@@ -142,27 +180,62 @@ class RunScreen(Screen):
         self.status = runner.effective_status(state, self.alive)
         if state.command and not self.query_one("#run-command", Static).content:
             self.query_one("#run-command", Static).update(f"$ {state.command}")
-        self.query_one("#run-stage", Static).update(f"{state.stage} · {self.status}")
-        bar = self.query_one("#run-progress", ProgressBar)
-        if state.total_steps:
-            bar.update(total=state.total_steps, progress=state.step)
+        self.show_stage()
         self.query_one("#loss-chart", LineChart).points = list(state.losses)
         self.query_one("#lr-chart", LineChart).points = list(state.lrs)
-        lines = [state.message] + [f"error: {error}" for error in state.errors]
-        self.query_one("#run-message", Static).update("\n".join(line for line in lines if line))
+        self.query_one("#kl-chart", LineChart).points = list(state.kls)
+        for chart_id, points in (("#loss-chart", state.losses), ("#kl-chart", state.kls), ("#lr-chart", state.lrs)):
+            chart = self.query_one(chart_id, LineChart)
+            chart.border_subtitle = f"steps {points[0][0]}–{points[-1][0]}" if points else ""
+        self.show_message()
         self.refresh_stats()
         if state.evals or self.status == "completed":
             self.show_final_table()
 
+    def show_stage(self) -> None:
+        state = self.state
+        stages = self.query_one("#run-stages", Static)
+        stages.update(stage_list(self.planned, state, self.status))
+        stages.display = bool(self.planned)
+        running = self.status in ("running", "starting")
+        self.query_one("#run-stage", Static).update(f"{state.stage} · {self.status}" if running else self.status)
+        bar = self.query_one("#run-progress", ProgressBar)
+        if state.total_steps:
+            bar.update(total=state.total_steps, progress=state.step)
+        elif self.status == "completed":
+            bar.update(total=1, progress=1)
+        else:
+            bar.update(total=None, progress=0)  # counts not known yet: indeterminate, never "0/?"
+        bar.display = self.status in ("running", "starting", "completed") or bool(state.total_steps)
+
+    def show_message(self) -> None:
+        """The engine's latest status line while running; the outcome once the run has ended."""
+        state = self.state
+        if self.status in ("running", "starting"):
+            lines = [state.message]
+            if self.watched is not None and (self.watched / "STOP").exists():
+                lines.append(f"stop requested: takes effect {STOP_TAKES_EFFECT.get(state.stage, 'soon')}")
+        else:
+            outcome = {"completed": "run completed", "stopped": "run stopped: press r to resume",
+                       "interrupted": "the run's process ended without saying why: press r to resume",
+                       "failed": "run failed"}.get(self.status, self.status)
+            lines = [outcome]
+        lines += [f"error: {error}" for error in state.errors]
+        self.query_one("#run-message", Static).update("\n".join(line for line in lines if line))
+
     def on_run_ended(self, message: RunEnded) -> None:
         if message.run_dir == self.watched:
             self.status = message.status
-            self.query_one("#run-stage", Static).update(f"{self.state.stage} · {message.status}")
+            self.alive = False
+            self.show_stage()
+            self.show_message()
+            self.refresh_stats()
             self.show_final_table()
             if message.status in ("failed", "interrupted"):
                 self.show_log_tail()
             if self.seen_alive:  # news only for a run that ended while we watched
                 self.notify(f"run {message.run_dir.name} {message.status}", title="Run")
+            self.app.refresh_run_indicator()
 
     def show_log_tail(self, lines: int = 6) -> None:
         """The end of the process's own output: why a run died without saying so in events."""
@@ -171,7 +244,7 @@ class RunScreen(Screen):
         except OSError:
             return
         if tail:
-            shown = "\n".join([*self.state.errors, f"stdout.log ({self.watched.name}):", *tail])
+            shown = "\n".join([f"run {self.status}", *self.state.errors, f"stdout.log ({self.watched.name}):", *tail])
             self.query_one("#run-message", Static).update(shown)
 
     def show_final_table(self) -> None:
@@ -187,11 +260,11 @@ class RunScreen(Screen):
 
     def refresh_stats(self) -> None:
         state = self.state
-        elapsed = state.elapsed_s
-        if self.alive and state.last_event_at:
-            elapsed += time.time() - state.last_event_at
-        self.query_one("#run-timing", Static).update(
-            f"{state.step}/{state.total_steps or '?'}  elapsed {duration(elapsed)}  ETA {duration(state.eta_s)}")
+        running = self.alive and self.status in ("running", "starting")
+        elapsed = state.elapsed(time.time(), running)
+        counts = f"{state.step}/{state.total_steps} {state.unit}  " if state.total_steps else ""
+        eta = f"  ETA {duration(state.eta_s)}" if running and state.total_steps else ""
+        self.query_one("#run-timing", Static).update(f"{counts}elapsed {duration(elapsed)}{eta}")
         if not self.alive:
             since = "not running"  # an ended run's age would only tick up
         elif state.last_event_at:
@@ -213,11 +286,13 @@ class RunScreen(Screen):
         if self.watched is not None and runner.run_alive(self.watched):
             self.notify("a run is already running: stop it first (s)", severity="warning")
             return
-        if app.project is None:
-            self.notify("the project file has problems: fix them on the Author screen", severity="error")
+        problems = app.project_problems()
+        if app.project is None or problems:
+            self.notify("cannot launch, the project has problems (shown on the Author screen, F2):\n"
+                        + "\n".join(problems[:5]), severity="error", timeout=8)
             return
-        if app.save_if_dirty():
-            self.notify("saved project.toml before launching")
+        if not app.save_before_launch():
+            return
         run_dir = runner.new_run_dir(app.project_dir, app.project.name)
         command = runner.build_command(app.project_dir, run_dir, app.project.distill.num_processes)
         self.start(command, run_dir)
@@ -248,13 +323,29 @@ class RunScreen(Screen):
             self.notify("no running run to stop", severity="warning")
             return
         runner.request_stop(self.watched)
-        self.notify("stop requested: the run checkpoints, then stops")
+        when = STOP_TAKES_EFFECT.get(self.state.stage, "at the engine's next check")
+        self.notify(f"stop requested: takes effect {when}")
+        self.show_message()
+        self.app.refresh_run_indicator()
 
     def action_kill(self) -> None:
-        if self.watched is None or not runner.kill(self.watched):
+        if self.watched is None or not runner.run_alive(self.watched):
             self.notify("no running run to kill", severity="warning")
             return
-        self.notify("run killed", severity="warning")
+        run_dir = self.watched
+
+        def answered(choice: str | None) -> None:
+            if choice != "kill":
+                return
+            if runner.kill(run_dir):
+                self.notify("run killed", severity="warning")
+            else:
+                self.notify("the run had already ended", severity="warning")
+
+        self.app.push_screen(ChoiceScreen(
+            f"Kill run {run_dir.name}?", [("cancel", "Cancel"), ("kill", "Kill it")],
+            detail="SIGKILL ends it at once, without a checkpoint; work since the last checkpoint is lost. "
+                   "Stop (s) checkpoints first."), answered)
 
     def action_results(self) -> None:
         if self.watched is not None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
@@ -22,9 +27,20 @@ replaced by the picked sample input; the rendered prompt below updates as you
 type, and the preview regenerates.
 
 - **ctrl+z / ctrl+y**: undo / redo
-- **ctrl+e**: edit in `$EDITOR`
+- **ctrl+o**: edit in `$EDITOR` (a final newline the editor adds is dropped)
 - **ctrl+s**: save `project.toml`
 """
+
+
+def text_from_editor(original: str, edited: str) -> str:
+    """The template as the user wrote it in $EDITOR.
+
+    Editors end every saved file with a newline; when the template had none, that
+    newline is the editor's, not the user's, and would change the prompt (issue 12).
+    """
+    if not original.endswith("\n") and edited.endswith("\n"):
+        return edited[:-1]
+    return edited
 
 
 class TemplateEditor(Vertical):
@@ -72,6 +88,30 @@ class TemplateEditor(Vertical):
         """Replace all text as one undoable edit (used after `$EDITOR`)."""
         area = self.text_area
         area.replace(text, area.document.start, area.document.end)
+
+    def edit_externally(self) -> None:
+        """Edit the text in $VISUAL / $EDITOR (the app suspends meanwhile)."""
+        command = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+        with tempfile.NamedTemporaryFile("w", suffix=f".{self.role}.jinja", delete=False, encoding="utf-8",
+                                         newline="") as file:
+            file.write(self.text)
+            path = Path(file.name)
+        try:
+            try:
+                with self.app.suspend():
+                    subprocess.call([*command, str(path)])
+            except SuspendNotSupported:  # headless (tests) or no real terminal: run it anyway
+                subprocess.call([*command, str(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(path, encoding="utf-8", newline="") as file:
+                text = text_from_editor(self.text, file.read())
+        except OSError as error:
+            self.notify(f"could not run $EDITOR: {error}", severity="error")
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        if text != self.text:
+            self.replace_text(text)
 
     def watch_error(self, error: str) -> None:
         self.set_class(bool(error), "-error")

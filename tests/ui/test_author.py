@@ -38,7 +38,8 @@ async def test_editing_teacher_template_rerenders_prompt(project_dir):
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         assert isinstance(screen, AuthorScreen)
-        await wait_for(pilot, lambda: screen.example is not None)
+        # Typing while the model loads can stall a keystroke past the undo batch's 2 s.
+        await wait_for(pilot, lambda: screen.example is not None and screen.session is not None)
         word = screen.example["input"]
         assert f"Input: {word}" in text_of(app, "#teacher-prompt")
         area = screen.query_one("#teacher-text")
@@ -97,20 +98,50 @@ async def test_preview_streams_teacher_and_highlights_extracted_answer(tmp_path,
         assert "no match" in text_of(app, "#teacher-verdict")
 
 
-async def test_save_keeps_comments_and_quit_never_loses_edits(project_dir):
+async def test_save_keeps_comments_and_quit_asks_about_unsaved_edits(project_dir):
+    from ctxtui.screens.choice import ChoiceScreen
+
     app = CtxApp(project_dir, attach=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         await wait_for(pilot, lambda: screen.example is not None)
         screen.query_one("#student-editor", TemplateEditor).replace_text("Q: {{ input }}\nA: ")
         await pilot.pause()
+        assert "unsaved" in app.title
         await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.project_file.dirty)
+        assert "unsaved" not in app.title
         saved = (project_dir / "project.toml").read_text()
         assert "# A tiny test project (this comment must survive a save)" in saved
         assert tomlkit.parse(saved)["student"]["template"] == "Q: {{ input }}\nA: "
         screen.query_one("#teacher-editor", TemplateEditor).replace_text("Teach: {{ input }}\n")
         await pilot.pause()
+        await pilot.press("ctrl+q")  # asks: save / discard / cancel
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.return_code is None and isinstance(app.screen, AuthorScreen)
+        assert (project_dir / "project.toml").read_text() == saved  # quitting never writes by itself
         await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("d")  # discard
+        await pilot.pause()
+    assert (project_dir / "project.toml").read_text() == saved
+
+
+async def test_quit_can_save_the_edits(project_dir):
+    from ctxtui.screens.choice import ChoiceScreen
+
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        screen.query_one("#teacher-editor", TemplateEditor).replace_text("Teach: {{ input }}\n")
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert tomlkit.parse((project_dir / "project.toml").read_text())["teacher"]["template"] == "Teach: {{ input }}\n"
 
 
