@@ -71,3 +71,33 @@ def test_the_head_is_left_as_it_was(model):
     answer_logits(model, input_ids, attention_mask, targets.positions)
     with torch.no_grad():
         assert model(input_ids=input_ids).logits.shape == (3, 12, model.config.vocab_size)
+
+
+# --- the training step's CPU threads (issue 9, item 6) --------------------------------
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_thread_setting_is_applied_and_returned(restore_threads, monkeypatch):
+    from engine.threads import configure_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+    assert configure_threads(3) == 3 and torch.get_num_threads() == 3
+
+
+def test_the_default_leaves_half_the_cpus_and_respects_omp_num_threads(restore_threads, monkeypatch):
+    import engine.threads as threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for cpus, expected in [(1, 1), (2, 1), (4, 2), (16, 8), (64, 8)]:
+        monkeypatch.setattr(threads, "usable_cpus", lambda cpus=cpus: cpus)
+        assert threads.configure_threads(None) == expected == torch.get_num_threads()
+        assert threads.configure_threads(0) == expected
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.configure_threads(None) == 3
+    assert 1 <= threads.usable_cpus()
