@@ -53,12 +53,18 @@ def test_answer_logits_equal_the_full_logits_at_those_positions(model):
 
 
 @pytest.mark.parametrize("vocab_chunk", [None, 7, 64])
-def test_same_loss_and_gradients_as_the_full_logits(model, vocab_chunk):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_same_loss_and_gradients_as_the_full_logits(model, vocab_chunk, weighted):
     input_ids, attention_mask, targets = batch_and_targets(model.config.vocab_size, seed=1)
+    weights = None
+    if weighted:  # simultaneous distillation: two operations, weighted 3:1
+        targets = SparseTargets(targets.positions, targets.label_ids, targets.label_probs,
+                                torch.tensor([0, 1] * 6 + [0]))
+        weights = torch.tensor([3.0, 1.0])
     full = losses_and_gradients(model, lambda: soft_cross_entropy(
-        model(input_ids=input_ids, attention_mask=attention_mask).logits, targets))
+        model(input_ids=input_ids, attention_mask=attention_mask).logits, targets, weights))
     answer_only = losses_and_gradients(model, lambda: answer_cross_entropy(
-        model, input_ids, attention_mask, targets, vocab_chunk=vocab_chunk))
+        model, input_ids, attention_mask, targets, weights, vocab_chunk=vocab_chunk))
     torch.testing.assert_close(answer_only[0], full[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(answer_only[1], full[1], rtol=1e-5, atol=1e-6)
     assert answer_only[2].keys() == full[2].keys()
