@@ -86,7 +86,8 @@ class CtxApp(App):
         self.project = None
         self.config_problems: list[str] = []
         self.template_errors: dict[str, str] = {}  # "teacher" / "student" -> the Author screen's render error
-        self.operation_index: int | None = None  # the operation the Author screen edits (None: top level)
+        # The operation the Author screen edits (None: the project declares none).
+        self.operation_index: int | None = 0 if self.project_file.operation_names() else None
         try:
             self.project = self.parse_project(self.project_file.text())
         except ConfigError as error:

@@ -166,13 +166,9 @@ class WatchedRun(RunState):
     - `active_s` sums the time every process of the run ran, so the elapsed time
       never runs backwards across a stop and resume (the engine's `elapsed_s`
       restarts with each stage and each process);
-    - `stage_name` and `operation` follow the events of a combined run (issue 7).
     """
 
     unit: str = "steps"
-    stage_name: str | None = None
-    operation: str | None = None
-    stage_names: list[str] = field(default_factory=list)  # in the order the run reached them
     kls: list[tuple[int, float]] = field(default_factory=list)  # the student's answer KL per logged step
     active_s: float = 0.0  # time run by the run's earlier processes
     process_started_at: float | None = None
@@ -192,10 +188,6 @@ class WatchedRun(RunState):
                  event.get("operation", self.operation))
         if where != (self.stage, self.stage_name, self.operation) and kind != "done":
             self.step, self.total_steps, self.eta_s = 0, 0, None
-        stage_name = event.get("stage_name")
-        if stage_name and stage_name not in self.stage_names:
-            self.stage_names.append(stage_name)
-        self.stage_name, self.operation = where[1], where[2]
         super().apply(event)
         if kind == "progress":
             self.unit = event.get("unit", "steps")

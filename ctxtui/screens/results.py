@@ -1,4 +1,9 @@
-"""Results: the before/after table, prompt-token savings, and the per-sample grid."""
+"""Results: the before/after table, prompt-token savings, and the per-sample grid.
+
+A combined run (issue 7) has one table per stage and operation: two selectors
+pick which, and also filter the sample grid; the overwrite matrix shows every
+operation's score after every stage (what a later stage overwrote).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from ctxtui import runner
 from ctxtui.screens.sample_detail import SampleDetailScreen
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.sample_grid import FILTERS, SampleGrid
+from ctxtui.widgets.stage_matrix import StageMatrix, matrix_metrics
 
 
 class ResultsScreen(Screen):
@@ -25,6 +31,7 @@ class ResultsScreen(Screen):
 
     BINDINGS = [
         Binding("f", "cycle_filter", "Filter"),
+        Binding("m", "cycle_matrix_metric", "Matrix metric", show=False),
         Binding("slash", "search", "Search"),
         Binding("enter", "detail", "Diff", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -34,10 +41,14 @@ class ResultsScreen(Screen):
         super().__init__()
         self.shown_run: Path | None = None
         self.samples: list[dict] = []
+        self.metrics: dict = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("no results yet: finish a run first", id="results-title")
+        with Horizontal(id="stage-row"):
+            yield Select([], prompt="stage", allow_blank=True, id="results-stage", compact=True)
+            yield Select([], prompt="operation", allow_blank=True, id="results-operation", compact=True)
         yield MetricsTable(id="results-metrics")
         yield Static("", id="results-savings")
         with Horizontal(id="filter-row"):
@@ -46,11 +57,17 @@ class ResultsScreen(Screen):
             yield Input(placeholder="search inputs, labels, outputs  (/)", id="results-search", compact=True)
             yield Static("", id="results-count")
         yield SampleGrid(id="results-samples")
+        yield StageMatrix(id="results-matrix")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#results-search").HELP = "## Search\n\nShows only samples whose input, label or outputs contain this text (case-insensitive). **escape** clears it."
         self.query_one("#results-filter").HELP = "## Filter\n\n- **student wrong**: the distilled student's answer is wrong\n- **improved**: wrong before, right after\n- **regressed**: right before, wrong after\n- **differs from teacher**: the student's answer is not the teacher's"
+        self.query_one("#results-stage").HELP = (
+            "## Stage and operation\n\nA combined run has a before/after table for each operation after each "
+            "stage. Pick which; the sample grid shows that stage's samples of that operation.")
+        self.query_one("#stage-row").display = False
+        self.query_one("#results-matrix").display = False
         self.on_screen_resume()
 
     def on_screen_resume(self) -> None:
@@ -73,21 +90,75 @@ class ResultsScreen(Screen):
 
     def show_run(self, run_dir: Path) -> None:
         self.shown_run = Path(run_dir)
-        metrics = runner.load_json(self.shown_run / "metrics.json")
+        self.metrics = metrics = runner.load_json(self.shown_run / "metrics.json")
         self.samples = runner.load_samples(self.shown_run)
         title = f"results of {self.shown_run.name}"
         if not metrics:
             title += "  (no metrics.json yet)"
         self.query_one("#results-title", Static).update(title)
+        combined = bool(metrics.get("combined"))
+        self.query_one("#stage-row").display = combined
+        matrix = self.query_one("#results-matrix", StageMatrix)
+        matrix.display = combined
+        if combined:
+            stages = list(metrics.get("stages") or {})
+            stage_select = self.query_one("#results-stage", Select)
+            stage_select.set_options([(f"after stage {name}", name) for name in stages])
+            if stages:
+                stage_select.value = stages[-1]  # the run's end result first
+            matrix.show_matrix(metrics.get("matrix") or {})
+        self.show_selected_metrics()
+
+    def selected_stage_operation(self) -> tuple[str | None, str | None]:
+        if not self.metrics.get("combined"):
+            return None, None
+        stage, operation = (self.query_one(f"#results-{which}", Select).value for which in ("stage", "operation"))
+        return (None if stage is Select.BLANK else str(stage)), (None if operation is Select.BLANK else str(operation))
+
+    def show_selected_metrics(self) -> None:
+        metrics = self.metrics
+        stage, operation = self.selected_stage_operation()
+        if metrics.get("combined"):
+            operations = ((metrics.get("stages") or {}).get(stage) or {}).get("operations") or {}
+            metrics = operations.get(operation) or {}
         self.query_one("#results-metrics", MetricsTable).show_metrics(metrics)
         self.query_one("#results-savings", Static).update(savings_line(metrics))
         self.refill()
 
+    @on(Select.Changed, "#results-stage")
+    def stage_picked(self) -> None:
+        stage, operation = self.selected_stage_operation()
+        operations = list((((self.metrics.get("stages") or {}).get(stage) or {}).get("operations") or {}))
+        select = self.query_one("#results-operation", Select)
+        select.set_options([(name, name) for name in operations])
+        if operations:
+            select.value = operation if operation in operations else operations[0]
+        self.show_selected_metrics()
+
+    @on(Select.Changed, "#results-operation")
+    def operation_picked(self) -> None:
+        self.show_selected_metrics()
+
+    def shown_samples(self) -> list[tuple[int, dict]]:
+        """(position in samples.jsonl, sample) of the selected stage and operation (all of a plain run)."""
+        stage, operation = self.selected_stage_operation()
+        return [(position, sample) for position, sample in enumerate(self.samples)
+                if (stage is None or sample.get("stage_name") == stage)
+                and (operation is None or sample.get("operation") == operation)]
+
     def refill(self) -> None:
         kind = str(self.query_one("#results-filter", Select).value)
         query = self.query_one("#results-search", Input).value.strip()
-        shown = self.query_one("#results-samples", SampleGrid).show(self.samples, kind, query)
-        self.query_one("#results-count", Static).update(f"{shown}/{len(self.samples)} samples")
+        candidates = self.shown_samples()
+        shown = self.query_one("#results-samples", SampleGrid).show(candidates, kind, query)
+        self.query_one("#results-count", Static).update(f"{shown}/{len(candidates)} samples")
+
+    def action_cycle_matrix_metric(self) -> None:
+        matrix = self.query_one("#results-matrix", StageMatrix)
+        names = matrix_metrics(self.metrics.get("matrix") or {})
+        if names:
+            matrix.metric = names[(names.index(matrix.metric) + 1) % len(names)] if matrix.metric in names else names[0]
+            matrix.show_matrix(self.metrics.get("matrix") or {})
 
     @on(Select.Changed, "#results-filter")
     @on(Input.Changed, "#results-search")

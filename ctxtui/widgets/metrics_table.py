@@ -12,10 +12,12 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
-def _delta(value: float | None) -> Text:
+def _delta(value: float | None, lower_is_better: bool = False) -> Text:
+    """Always the later value minus the earlier one; green when that is an improvement."""
     if value is None:
         return Text("–")
-    style = "green" if value > 0 else "red" if value < 0 else ""
+    better = -value if lower_is_better else value
+    style = "green" if better > 0 else "red" if better < 0 else ""
     return Text(f"{value:+.3f}", style=style)
 
 
@@ -26,8 +28,10 @@ class MetricsTable(DataTable):
 ## Before / after
 
 Each metric on the held-out inputs for the teacher (long prompt), the student
-before distillation and after it (short prompt). **Δ** is after minus before;
-**vs teacher** is after minus teacher (0 means the student caught up).
+before distillation and after it (short prompt). Every Δ is the later value
+minus the earlier one: **Δ after−before**, and **after−teacher** (0 means the
+student caught up). Green marks an improvement: a rise for scores, a fall for
+the answer KL (lower is better).
 """
 
     DEFAULT_CSS = """
@@ -37,7 +41,7 @@ before distillation and after it (short prompt). **Δ** is after minus before;
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns("metric", "teacher", "student before", "student after", "Δ", "vs teacher")
+        self.add_columns("metric", "teacher", "before", "after", "Δ after−before", "after−teacher")
 
     def show_metrics(self, metrics: dict) -> None:
         self.clear()
@@ -57,9 +61,8 @@ before distillation and after it (short prompt). **Δ** is after minus before;
         if kl:
             before, after = kl.get("before"), kl.get("after")
             numeric = isinstance(before, (int, float)) and isinstance(after, (int, float))
-            # Lower KL is better, so the delta's colour is flipped by negating it.
             self.add_row("answer KL (↓)", "–", _cell(before), _cell(after),
-                         _delta(-(after - before) if numeric else None), "–", key="answer_kl")
+                         _delta(after - before if numeric else None, lower_is_better=True), "–", key="answer_kl")
 
 
 def savings_line(metrics: dict) -> str:

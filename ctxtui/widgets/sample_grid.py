@@ -68,18 +68,24 @@ opens a diff of the teacher's and the student's outputs; **f** cycles the
 filter, **/** searches.
 """
 
-    BINDINGS = [Binding("enter", "select_cursor", "Diff")]
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Diff"),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         self.add_columns("#", "input", "label", "teacher", "student before", "student after")
 
-    def show(self, samples: list[dict], kind: str = "all", query: str = "") -> int:
-        """Fill with the samples that pass; returns how many."""
+    def show(self, samples: list[tuple[int, dict]], kind: str = "all", query: str = "") -> int:
+        """Fill with the (key, sample) pairs that pass; returns how many."""
         self.clear()
         shown = 0
-        for position, sample in enumerate(samples):
+        for position, sample in samples:
             if not keep(sample, kind, query):
                 continue
             self.add_row(str(sample.get("index", position)), input_text(sample).replace("\n", " ")[:40],

@@ -163,3 +163,99 @@ def write_run(project: Path, name: str = "20260101T000000Z-demo", events=None, r
 def anyio_backend():
     return "asyncio"
 
+
+
+# A combined run (issue 7): two operations, two stages; "upper" is overwritten by stage "lower".
+COMBINED_PROJECT_TAIL = '''
+[[operations]]
+name = "upper"
+[operations.teacher]
+template = """Write the letters in capitals.
+Input: {{ input }}
+Output: """
+
+[[operations]]
+name = "lower"
+weight = 2.0
+
+[[stages]]
+name = "first"
+operations = ["upper"]
+
+[[stages]]
+name = "second"
+operations = ["lower"]
+'''
+
+
+def _op_metrics(teacher, before, after, kl_after):
+    return {"teacher": {"exact_match": teacher}, "student_before": {"exact_match": before},
+            "student_after": {"exact_match": after}, "answer_kl": {"before": 2.0, "after": kl_after},
+            "prompt_tokens": {"teacher": 30.0, "student": 12.0, "ratio": 2.5}, "count": 2}
+
+
+COMBINED_METRICS = {
+    "combined": True,
+    "stages": {
+        "first": {"operations": {"upper": _op_metrics(0.9, 0.1, 0.8, 0.3)}},
+        "second": {"operations": {"upper": _op_metrics(0.9, 0.8, 0.4, 0.9),
+                                  "lower": _op_metrics(0.7, 0.0, 0.6, 0.5)}},
+    },
+    "matrix": {"first": {"upper": {"exact_match": 0.8}},
+               "second": {"upper": {"exact_match": 0.4}, "lower": {"exact_match": 0.6}}},
+}
+
+
+def combined_samples() -> list[dict]:
+    rows = []
+    for stage, operation, word in [("first", "upper", "abc"), ("second", "upper", "dog"),
+                                   ("second", "lower", "hen"), ("second", "lower", "bead")]:
+        row = _sample(len(rows), word, word[::-1], word, word[::-1])
+        rows.append({**row, "stage_name": stage, "operation": operation})
+    return rows
+
+
+def combined_events(start: float | None = None, upto: int | None = None) -> list[dict]:
+    """Setup, then per stage: a teacher pass per operation (inputs counted), training, evaluation."""
+    start = time.time() - 60 if start is None else start
+    clock = iter(range(1000))
+    events = [{"type": "status", "time": start, "stage": "setup", "message": "loading model", "pid": None,
+               "command": "ctxdistill run demo", "stage_name": None, "operation": None}]
+    for stage, operations in (("first", ["upper"]), ("second", ["lower"])):
+        for operation in operations:
+            events.append({"type": "status", "time": start + next(clock), "stage": "teacher",
+                           "message": f"teacher generating 8 outputs ({operation})", "cache": "miss",
+                           "stage_name": stage, "operation": operation})
+            for done in (4, 8):
+                events.append({"type": "progress", "time": start + next(clock), "stage": "teacher", "step": done,
+                               "total_steps": 8, "elapsed_s": 1.0, "eta_s": 1.0, "unit": "inputs",
+                               "stage_name": stage, "operation": operation})
+        for step in (1, 2, 3):
+            events.append({"type": "train", "time": start + next(clock), "stage": "train", "step": step,
+                           "total_steps": 3, "loss": 1.0 / step, "kl": 0.5 / step, "lr": 1e-3, "tokens_per_s": 100.0,
+                           "memory_mb": 10.0, "elapsed_s": float(step), "eta_s": 3.0 - step,
+                           "stage_name": stage, "operation": None})
+        events.append({"type": "status", "time": start + next(clock), "stage": "eval", "message": "evaluating",
+                       "stage_name": stage, "operation": operations[0]})
+    events.append({"type": "done", "time": start + next(clock), "stage": "done", "status": "completed",
+                   "stage_name": "second", "operation": None})
+    return events if upto is None else events[:upto]
+
+
+def write_combined_project(folder: Path, model: str) -> Path:
+    write_project(folder, model=model)
+    with open(folder / "project.toml", "a") as file:
+        file.write(COMBINED_PROJECT_TAIL)
+    return folder
+
+
+def write_combined_run(project: Path, name: str = "20260101T000000Z-demo", events=None) -> Path:
+    run_dir = project / "runs" / name
+    run_dir.mkdir(parents=True)
+    events = combined_events() if events is None else events
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run_dir / "project.toml").write_text((project / "project.toml").read_text())
+    if events and events[-1]["type"] == "done":
+        (run_dir / "metrics.json").write_text(json.dumps(COMBINED_METRICS))
+        (run_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in combined_samples()))
+    return run_dir

@@ -1,0 +1,174 @@
+"""Operations and stages in the UI (issue 7 item 8): Author per operation, Run stage list, Results per stage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import tomlkit
+
+from conftest import combined_events, write_combined_project, write_combined_run, write_project
+from ctxtui import runner
+from ctxtui.app import CtxApp
+from ctxtui.project_file import ProjectFile
+from ctxtui.screens.results import ResultsScreen
+from ctxtui.screens.run import RunScreen
+from ctxtui.widgets.template_editor import TemplateEditor
+from test_author import SIZE, text_of, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def combined_dir(tmp_path, toy_model_dir):
+    return write_combined_project(tmp_path / "demo", model=str(toy_model_dir))
+
+
+def test_project_file_edits_the_table_the_engine_reads(combined_dir):
+    project_file = ProjectFile(combined_dir)
+    assert project_file.operation_names() == ["upper", "lower"]
+    assert project_file.template_owner("teacher", 0) == "operations.upper.teacher"
+    assert project_file.template_owner("teacher", 1) == "teacher"  # inherited
+    assert project_file.template_owner("student", 0) == "student"
+    project_file.set_template("teacher", "Caps: {{ input }}\n", 0)
+    doc = tomlkit.parse(project_file.text())
+    assert doc["operations"][0]["teacher"]["template"] == "Caps: {{ input }}\n"
+    assert doc["teacher"]["template"].startswith("Reverse the letters.")
+    assert project_file.override_template("teacher", 1)
+    assert project_file.template_owner("teacher", 1) == "operations.lower.teacher"
+    project_file.set_template("teacher", "Lower: {{ input }}\n", 1)
+    doc = tomlkit.parse(project_file.text())
+    assert doc["operations"][1]["teacher"]["template"] == "Lower: {{ input }}\n"
+    assert doc["teacher"]["template"].startswith("Reverse the letters.")
+
+
+async def test_author_lists_operations_and_edits_the_selected_one(combined_dir):
+    app = CtxApp(combined_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        operations = screen.query_one("#operations")
+        assert operations.display and operations.option_count == 2
+        teacher = screen.query_one("#teacher-editor", TemplateEditor)
+        assert teacher.text.startswith("Write the letters in capitals.")
+        assert "operations.upper.teacher" in str(teacher.border_title)
+        assert text_of(app, "#teacher-prompt").startswith("Write the letters in capitals.")
+        operations.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.operation_index == 1
+        assert teacher.text.startswith("Reverse the letters.")
+        assert str(teacher.border_title) == "teacher · teacher" and "shared" in str(teacher.border_subtitle)
+        assert not app.project_file.dirty  # switching operations is not an edit
+        teacher.replace_text("Backwards: {{ input }}\n")
+        await pilot.pause()
+        doc = tomlkit.parse(app.project_file.text())
+        assert doc["teacher"]["template"] == "Backwards: {{ input }}\n"
+        assert doc["operations"][0]["teacher"]["template"].startswith("Write the letters")
+        assert app.project is not None and "unsaved" in app.title
+
+
+async def test_author_shows_an_ensembles_prompts(tmp_path, toy_model_dir):
+    project = write_project(tmp_path / "demo", model=str(toy_model_dir), temperature=0.0)
+    text = (project / "project.toml").read_text().replace('''[teacher]
+# the long prompt
+template = """Reverse the letters.
+Input: {{ input }}
+Output: """''', '''[teacher]
+ensemble = 2
+vars = {examples = ["abc>cba", "dog>god", "hen>neh", "ox>xo"]}
+template = """{% for ex in examples | sample(2) %}{{ ex }}
+{% endfor %}Input: {{ input }}
+Output: """''')
+    (project / "project.toml").write_text(text)
+    app = CtxApp(project, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "ensemble of 2" in str(screen.query_one("#teacher-prompt").border_title),
+                       timeout=60)
+        shown = text_of(app, "#teacher-prompt")
+        assert "teacher prompt 1/2" in shown and "teacher prompt 2/2" in shown
+
+
+@pytest.fixture
+def live_pid():
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+async def test_run_screen_shows_stages_operation_and_true_counts(combined_dir, live_pid):
+    events = combined_events()
+    run_dir = write_combined_run(combined_dir, events=events[:3])  # setup, first: teacher 4/8 inputs
+    (run_dir / "pid").write_text(f"{live_pid}\n")
+    app = CtxApp(combined_dir, start_mode="run")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await wait_for(pilot, lambda: screen.state.step == 4)
+        stages = text_of(app, "#run-stages")
+        assert "▶ first (upper)" in stages and "· second" in stages
+        assert "4/8 inputs" in text_of(app, "#run-timing")
+        await wait_for(pilot, lambda: "running" in app.sub_title)
+        # Into training: counts start afresh in the new stage of the run.
+        with open(run_dir / "events.jsonl", "a") as file:
+            file.write("".join(json.dumps(e) + "\n" for e in events[3:6]))
+        await wait_for(pilot, lambda: screen.state.stage == "train" and screen.state.step == 2)
+        assert "2/3 steps" in text_of(app, "#run-timing")
+        assert "▶ first (upper)" in text_of(app, "#run-stages")
+        elapsed_before = screen.state.elapsed(screen.state.last_event_at, False)
+        # The second stage.
+        with open(run_dir / "events.jsonl", "a") as file:
+            file.write("".join(json.dumps(e) + "\n" for e in events[6:10]))
+        await wait_for(pilot, lambda: screen.state.stage_name == "second")
+        stages = text_of(app, "#run-stages")
+        assert "✓ first" in stages and "▶ second" in stages
+        assert screen.state.elapsed(screen.state.last_event_at, False) >= elapsed_before
+
+
+def test_elapsed_never_runs_backwards_across_a_resume():
+    state = runner.WatchedRun()
+    for event in [{"type": "status", "time": 100.0, "stage": "setup", "pid": 1},
+                  {"type": "train", "time": 160.0, "stage": "train", "step": 5, "total_steps": 10, "loss": 1.0,
+                   "lr": 0.1, "elapsed_s": 55.0},
+                  {"type": "done", "time": 161.0, "stage": "done", "status": "stopped"}]:
+        runner.apply_event(state, event)
+    stopped = state.elapsed(200.0, alive=False)
+    assert stopped == 61.0
+    for event in [{"type": "status", "time": 1000.0, "stage": "setup", "pid": 2},  # resumed much later
+                  {"type": "train", "time": 1010.0, "stage": "train", "step": 6, "total_steps": 10, "loss": 1.0,
+                   "lr": 0.1, "elapsed_s": 2.0}]:
+        runner.apply_event(state, event)
+    assert state.status == "running"
+    assert state.elapsed(1010.0, alive=True) == 71.0  # the engine's own elapsed_s restarted at 2 s
+
+
+async def test_results_show_per_stage_tables_matrix_and_filtered_samples(combined_dir):
+    write_combined_run(combined_dir)
+    app = CtxApp(combined_dir, attach=False, start_mode="results")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen)
+        await pilot.pause()
+        assert screen.query_one("#stage-row").display
+        assert screen.query_one("#results-stage").value == "second"
+        assert screen.query_one("#results-operation").value == "upper"
+        table = screen.query_one("#results-metrics")
+        assert table.get_row("exact_match")[1:4] == ["0.900", "0.800", "0.400"]
+        assert str(table.get_row("exact_match")[4]) == "-0.400"
+        assert str(table.get_row("answer_kl")[4]) == "-1.100"  # after minus before, like every Δ
+        matrix = screen.query_one("#results-matrix")
+        assert matrix.display and matrix.row_count == 2
+        assert [str(cell) for cell in matrix.get_row("first")] == ["first", "0.800", "–"]
+        assert [str(cell) for cell in matrix.get_row("second")] == ["second", "0.400", "0.600"]
+        grid = screen.query_one("#results-samples")
+        assert grid.row_count == 1  # second stage, operation upper
+        screen.query_one("#results-operation").value = "lower"
+        await pilot.pause()
+        assert grid.row_count == 2
+        assert table.get_row("exact_match")[1:4] == ["0.700", "0.000", "0.600"]
+        screen.query_one("#results-stage").value = "first"
+        await pilot.pause()
+        assert screen.query_one("#results-operation").value == "upper" and grid.row_count == 1
