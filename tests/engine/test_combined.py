@@ -421,7 +421,8 @@ def test_a_run_folder_written_before_operations_still_evaluates(tmp_path, char_m
     folder = write_project(tmp_path / "old", char_model_dir, max_steps=1, extract=IDENTITY_UNSTRIPPED)
     assert main(["run", str(folder), "--quiet"]) == 0
     run_dir = only_run(folder)
-    old_toml = re.sub(r"^(vars|ensemble) = .*\n", "", (run_dir / "project.toml").read_text(), flags=re.M)
+    old_toml = re.sub(r"^(vars|ensemble) = .*\n|^\[(teacher|student)\.vars\]\n", "",
+                      (run_dir / "project.toml").read_text(), flags=re.M)
     assert "vars" not in old_toml and "ensemble" not in old_toml
     (run_dir / "project.toml").write_text(old_toml)
     old_events = [{key: value for key, value in event.items() if key not in ("stage_name", "operation")}
