@@ -51,6 +51,9 @@ class ChooserApp(App[Path | None]):
         yield OptionList(*options, id="projects")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#projects", OptionList).highlighted = 1 if self.projects else 0
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id == NEW:
             self.action_new_project()
