@@ -67,14 +67,15 @@ class CtxApp(App):
     DEFAULT_MODE = "author"
 
     BINDINGS = [
-        Binding("f1", "toggle_help", "Help", tooltip="Explain the focused widget"),
+        Binding("f1", "workflow_help", "Help", tooltip="The workflow and every key"),
+        Binding("question_mark", "toggle_help", "Keys", show=False, tooltip="Key map and help for the focused widget"),
         Binding("f2", "switch_mode('author')", "Author", priority=True),
         Binding("f3", "show_run", "Run", priority=True),
         Binding("f4", "switch_mode('results')", "Results", priority=True),
         Binding("f8", "switch_mode('runs')", "Runs", priority=True),
-        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True, show=False),  # the title says "unsaved (ctrl+s)"
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
     def __init__(self, project_dir: Path, *, attach: bool = True, start_mode: str = "author",
@@ -122,7 +123,7 @@ class CtxApp(App):
 
     def refresh_title(self) -> None:
         name = self.project.name if self.project else self.project_dir.name
-        self.title = f"ctxtui · {name}" + (" ● unsaved" if self.project_file.dirty else "")
+        self.title = f"ctxtui · {name}" + (" ● unsaved (ctrl+s)" if self.project_file.dirty else "")
 
     def refresh_run_indicator(self) -> None:
         """`▶ running: train 40/120` in the header of every screen while the watched run lives."""
@@ -228,8 +229,8 @@ class CtxApp(App):
         if project_file.changed_on_disk():
             choice = await self.push_screen_wait(ChoiceScreen(
                 "project.toml was changed by another program since it was loaded.",
-                [("cancel", "Cancel"), ("overwrite", "Overwrite it"), ("reload", "Reload (drop my edits)")],
-                detail="Overwriting replaces the other program's changes with this app's copy."))
+                [("cancel", "Cancel"), ("overwrite", "Overwrite it"), ("reload", "Reload from disk")],
+                detail="Overwrite replaces the other program's changes with this app's copy; reload drops your edits."))
             if choice == "reload":
                 self.reload_project()
                 return False
@@ -284,6 +285,12 @@ class CtxApp(App):
 
     # -- other actions ------------------------------------------------------
 
+    def action_workflow_help(self) -> None:
+        from ctxtui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()
@@ -328,17 +335,21 @@ class CtxApp(App):
                             self.action_new_project)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme (ctrl+t)",
                             self.action_toggle_theme)
-        yield SystemCommand("Help for focused widget", "Explain what has focus (F1)", self.action_toggle_help)
+        yield SystemCommand("Help: workflow and keys", "What each screen is for, and every key (F1)",
+                            self.action_workflow_help)
+        yield SystemCommand("Help for focused widget", "Key map and what has focus (?)", self.action_toggle_help)
         yield from getattr(screen, "commands", lambda: [])()
 
 
 KEYS_HELP = """\
 keys (every screen):
-  F1 help for the focused widget     F2 Author   F3 Run (the live run)   F4 Results   F8 Runs
+  F1 workflow and keys   ? key map and help for the focused widget
+  F2 Author   F3 Run (the live run)   F4 Results   F8 Runs
   ctrl+p command palette (every action)   ctrl+s save project.toml   ctrl+t light/dark   ctrl+q quit
 Author: ctrl+o edit the focused template in $EDITOR, ctrl+r regenerate, ctrl+down/up next/previous input
 Run: n new run, s stop (checkpoint first), k kill, r resume, o results
-Results: f filter, / search, enter sample detail      Runs: enter dashboard, o results, space mark, c compare
+Results: f filter, m matrix metric, / search, enter sample detail   grids: j k g G
+Runs: enter dashboard, o results, space mark, c compare
 """
 
 

@@ -62,7 +62,7 @@ class AuthorScreen(Screen):
     BINDINGS = [
         Binding("ctrl+o", "edit_externally", "Editor", tooltip="Edit the focused template in $EDITOR"),
         Binding("ctrl+r", "regenerate", "Regenerate", tooltip="Sample the teacher again for this input"),
-        Binding("ctrl+down", "next_input", "Next input"),
+        Binding("ctrl+down", "next_input", "Next input", show=False),
         Binding("ctrl+up", "previous_input", "Prev input", show=False),
     ]
 
@@ -106,7 +106,7 @@ class AuthorScreen(Screen):
                 yield Static("", id="teacher-verdict", classes="verdict")
                 yield Static("", id="student-output", classes="panel")
                 yield Static("", id="student-verdict", classes="verdict")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#inputs").border_title = "sample inputs"

@@ -49,7 +49,7 @@ class ChooserApp(App[Path | None]):
         options = [Option(Content.styled("+ New project…", "bold"), id=NEW)]
         options += [Option(Content(str(path.relative_to(self.base))), id=str(path)) for path in self.projects]
         yield OptionList(*options, id="projects")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#projects", OptionList).highlighted = 1 if self.projects else 0

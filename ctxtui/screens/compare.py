@@ -50,7 +50,7 @@ class CompareScreen(ModalScreen):
             yield DataTable(id="compare-metrics", cursor_type="row")
             yield Static(Content.styled("config diff (A → B)", "bold"), classes="section")
             yield Static(config_diff(self.left, self.right), id="compare-config")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#compare-metrics", DataTable)

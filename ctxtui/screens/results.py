@@ -58,7 +58,7 @@ class ResultsScreen(Screen):
             yield Static("", id="results-count")
         yield SampleGrid(id="results-samples")
         yield StageMatrix(id="results-matrix")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#results-search").HELP = "## Search\n\nShows only samples whose input, label or outputs contain this text (case-insensitive). **escape** clears it."

@@ -72,11 +72,11 @@ class RunScreen(Screen):
     CSS_PATH = "run.tcss"
 
     BINDINGS = [
-        Binding("n", "launch", "New run"),
+        Binding("n", "launch", "New"),
         Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill"),
+        Binding("k", "kill", "Kill", show=False),  # asks first; in the palette, F1 and ?
         Binding("r", "resume", "Resume"),
-        Binding("o", "results", "Results"),
+        Binding("o", "results", "Results", show=False),
     ]
 
     def __init__(self) -> None:
@@ -105,7 +105,7 @@ class RunScreen(Screen):
         yield Static("", id="run-message", markup=False)
         yield MetricsTable(id="run-metrics")
         yield Static("", id="run-savings")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False

@@ -37,11 +37,11 @@ class RunsScreen(Screen):
     CSS_PATH = "runs.tcss"
 
     BINDINGS = [
-        Binding("enter", "open_dashboard", "Dashboard", priority=True),
+        Binding("enter", "open_dashboard", "Open", priority=True),
         Binding("o", "open_results", "Results"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
-        Binding("ctrl+r", "refresh", "Refresh"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False),  # it refreshes itself every 2 s
     ]
 
     def __init__(self) -> None:
@@ -53,7 +53,7 @@ class RunsScreen(Screen):
         yield Header()
         yield Static("", id="runs-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)

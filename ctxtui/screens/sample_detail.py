@@ -57,7 +57,7 @@ class SampleDetailScreen(ModalScreen):
                 yield Static(Content.assemble((f"diff teacher → {role.replace('_', ' ')}", "bold")),
                              classes="role-title")
                 yield Static(inline_diff(teacher, str(parts[role].get("output", ""))), classes="output diff")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#detail").border_title = f"sample {self.sample.get('index', '')}"

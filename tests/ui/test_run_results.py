@@ -140,6 +140,11 @@ async def test_every_screen_action_is_in_the_command_palette(project_dir):
         assert {"New run", "Stop run", "Kill run", "Resume run"} <= titles
         await pilot.press("ctrl+t")
         assert not app.current_theme.dark
-        await pilot.press("f1")
+        await pilot.press("f1")  # the workflow page
+        await pilot.pause()
+        from ctxtui.screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "question_mark")  # the key map
         await pilot.pause()
         assert app.screen.query("HelpPanel")

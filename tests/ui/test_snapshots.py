@@ -10,7 +10,7 @@ from conftest import scripted_events, write_project, write_run
 from ctxtui.app import CtxApp
 from test_author import wait_for
 
-SIZE = (130, 40)
+SIZE = (80, 24)  # the smallest terminal every screen must work in (issue 12)
 START = 1767225600.0  # 2026-01-01 00:00 UTC: fixed, so dates and durations do not drift
 
 

@@ -34,7 +34,7 @@ def test_without_a_terminal_it_exits_at_once_with_a_message(tmp_path):
 def test_help_documents_arguments_and_keys(tmp_path):
     result = run_module("ctxtui.app", "--help", cwd=tmp_path)
     assert result.returncode == 0
-    for words in ("PROJECT_DIR", "F2 Author", "ctrl+q quit", "ctrl+o", "ctxdistill init"):
+    for words in ("PROJECT_DIR", "F1 workflow", "F2 Author", "ctrl+q quit", "ctrl+o", "ctxdistill init"):
         assert words in result.stdout
 
 
