@@ -11,12 +11,16 @@ end-of-sequence right after it) so the student learns where its answer ends.
 
 from __future__ import annotations
 
+import array
 import codecs
 import functools
+import itertools
 import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from engine.config import ExtractConfig
 from engine.errors import EngineError
@@ -187,6 +191,26 @@ def _byte_level_alphabet() -> dict[str, int]:
 
 
 def _bounds_from_bytes(pieces: list[bytes]) -> tuple[CharBounds, str]:
+    """Character bounds from each token's bytes: counted in one pass when the bytes are valid UTF-8."""
+    data = b"".join(pieces)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # invalid bytes or an unfinished last character: the replacement rules apply
+        return _bounds_by_incremental_utf8(pieces)
+    if not data:
+        return CharBounds([0] * (len(pieces) + 1), [0] * (len(pieces) + 1)), text
+    # In valid UTF-8 every character has exactly one byte that is not a continuation byte (0b10xxxxxx).
+    byte_values = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    starts_character = (byte_values & 0xC0) != 0x80
+    characters_before = torch.cat([torch.zeros(1, dtype=torch.long), starts_character.long().cumsum(0)])
+    # (array, not torch.tensor(list): building a tensor from Python ints costs far more than the rest)
+    boundaries = torch.frombuffer(array.array("q", itertools.accumulate(map(len, pieces), initial=0)), dtype=torch.long)
+    # A boundary followed by a continuation byte falls inside a character: its first bytes show as one U+FFFD.
+    inside = ~torch.cat([starts_character, torch.ones(1, dtype=torch.bool)])[boundaries]
+    return CharBounds((characters_before[boundaries] - inside.long()).tolist(), inside.long().tolist()), text
+
+
+def _bounds_by_incremental_utf8(pieces: list[bytes]) -> tuple[CharBounds, str]:
     """Feed the pieces to an incremental UTF-8 decoder, which holds back a character's first bytes."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     whole, cut, chunks = [0], [0], []

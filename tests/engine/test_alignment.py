@@ -12,7 +12,7 @@ import torch
 
 from engine.config import project_from_toml_text
 from engine.data import build_examples, collate
-from engine.extractors import Extractor
+from engine.extractors import ExtractedAnswer, Extractor, answer_token_span, token_char_bounds, token_char_offsets
 from engine.teacher import TeacherRecord
 
 PROJECT = '''
@@ -157,9 +157,6 @@ def test_outputs_without_an_answer_are_reported_not_trained_on(char_project):
 
 # --- character bounds in linear time (issue 9) ------------------------------------
 
-from engine.extractors import (ExtractedAnswer, _bounds_by_prefix_decoding, answer_token_span,  # noqa: E402
-                               token_char_bounds, token_char_offsets)
-
 # Multi-byte characters (2, 3 and 4 bytes) that byte-level BPE splits over several tokens,
 # and whitespace that merges into neighbouring tokens.
 TEXTS = ["Answer: é\n", "Output: 日本語 and   spaces\t\ttabs\n\n", "x 🙂🙂 y", "café\nAnswer: naïve 日本",
@@ -251,15 +248,19 @@ def test_answer_starting_inside_a_token_and_on_a_split_character(bpe_tokenizer):
 
 def test_every_method_agrees_with_prefix_decoding(bpe_tokenizer):
     """The window method (for tokenizers without byte pieces) and the byte method, on the same ids."""
-    from engine.extractors import _bounds_by_window_decoding, _bounds_from_bytes, _byte_pieces
+    from engine.extractors import (_bounds_by_incremental_utf8, _bounds_by_window_decoding, _bounds_from_bytes,
+                                   _byte_pieces)
 
     for text in TEXTS:
-        for ids in (bpe_tokenizer(text).input_ids, one_token_per_byte(bpe_tokenizer, text)):
+        split = one_token_per_byte(bpe_tokenizer, text)
+        for ids in (bpe_tokenizer(text).input_ids, split, split[:-1]):  # the last: ends inside a character
+            text = bpe_tokenizer.decode(ids)
             expected = prefix_decoded_offsets(bpe_tokenizer, ids)
             by_bytes, text_by_bytes = _bounds_from_bytes(_byte_pieces(bpe_tokenizer, ids))
+            by_decoder, text_by_decoder = _bounds_by_incremental_utf8(_byte_pieces(bpe_tokenizer, ids))
             by_window, text_by_window = _bounds_by_window_decoding(bpe_tokenizer, ids)
-            assert text_by_bytes == text_by_window == text
-            for bounds in (by_bytes, by_window):
+            assert text_by_bytes == text_by_decoder == text_by_window == text
+            for bounds in (by_bytes, by_decoder, by_window):
                 assert [w + c for w, c in zip(bounds.whole, bounds.cut)] == expected
 
 

@@ -1,0 +1,31 @@
+"""The bench (issue 9, item 7) runs end to end at tiny sizes; its figures are not checked here,
+only that each is printed and is a finite number (timings are the bench's business, not a test's)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+# bench/ is a top-level folder, not an installed package: import it from the checkout.
+REPOSITORY = str(Path(__file__).resolve().parents[2])
+if REPOSITORY not in sys.path:
+    sys.path.insert(0, REPOSITORY)
+
+
+def test_the_bench_runs_at_tiny_sizes(tmp_path, capsys):
+    import json
+
+    from bench.__main__ import main
+
+    results = main(["--tiny", "--threads", "1", "--json", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    for letter in "abcde":
+        assert f"({letter})" in printed
+    assert results["a"]["identical_tokens"] is True
+    assert math.isfinite(results["a"]["prefix_reused_vs_no_prefix"])
+    assert results["b"]["linear_per_token_growth"] > 0
+    assert set(results["c"]["peak_mb"]) == {"full_logits", "answer_only", "answer_chunked", "plain_cross_entropy"}
+    assert 0 < results["d"]["sampled_vs_dense"] < 1
+    assert 0 < results["e"]["mfu"]
+    assert json.loads((tmp_path / "bench.json").read_text())["machine"]["threads"] == 1
