@@ -24,6 +24,7 @@ from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.line_chart import LineChart
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
+from ctxtui.widgets.stage_matrix import StageMatrix
 from engine.events import EventTail
 
 POLL_S = 0.2
@@ -104,11 +105,13 @@ class RunScreen(Screen):
         yield Static("", id="run-stats")
         yield Static("", id="run-message", markup=False)
         yield MetricsTable(id="run-metrics")
+        yield StageMatrix(id="run-matrix")
         yield Static("", id="run-savings")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False
+        self.query_one("#run-matrix").display = False
         self.query_one("#run-stages").display = False
         self.query_one("#run-progress").HELP = (
             "## Progress\n\nCounts of the current stage: teacher pass (inputs), training (steps), "
@@ -143,6 +146,7 @@ class RunScreen(Screen):
         command = command_file.read_text().strip() if command_file.exists() else ""
         self.query_one("#run-command", Static).update(f"$ {command}" if command else "")
         self.query_one("#run-metrics").display = False
+        self.query_one("#run-matrix").display = False
         self.query_one("#run-savings", Static).update("")
         self.tail(self.watched)
 
@@ -253,6 +257,12 @@ class RunScreen(Screen):
             metrics = dict(self.state.evals)
         if not metrics:
             return
+        if metrics.get("combined"):  # every operation after every stage; the tables are on Results (o)
+            matrix = self.query_one("#run-matrix", StageMatrix)
+            matrix.show_matrix(metrics.get("matrix") or {})
+            matrix.display = True
+            self.query_one("#run-savings", Static).update("per-stage tables: Results (o)")
+            return
         table = self.query_one("#run-metrics", MetricsTable)
         table.show_metrics(metrics)
         table.display = True
@@ -276,8 +286,8 @@ class RunScreen(Screen):
         loss = f"{state.losses[-1][1]:.4f}" if state.losses else "–"
         lr = f"{state.lrs[-1][1]:.2e}" if state.lrs else "–"
         self.query_one("#run-stats", Static).update(
-            f"loss {loss}   lr {lr}   tokens/s {tokens}   memory {memory}   "
-            f"checkpoints {len(state.checkpoints)}   {since}")
+            f"loss {loss}  lr {lr}  tokens/s {tokens}  memory {memory}  "
+            f"ckpt {len(state.checkpoints)}   {since}")
 
     # -- actions ----------------------------------------------------------
 

@@ -19,6 +19,10 @@ REFRESH_S = 2.0
 def headline(info: runner.RunInfo) -> tuple[str, str, str, str]:
     """(metric, teacher, before, after) for the first metric of the run's metrics.json."""
     metrics = info.metrics
+    if metrics.get("combined"):  # the last stage's first operation stands for the run
+        stages = list((metrics.get("stages") or {}).values())
+        operations = list(((stages[-1] if stages else {}).get("operations") or {}).values())
+        metrics = operations[0] if operations else {}
     after = metrics.get("student_after") or {}
     if not after:
         return ("", "", "", "")

@@ -53,8 +53,9 @@ labels on the left are the highest and lowest values seen.
             return Content("no data yet".center(width) if height else "")
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
-        if y_max == y_min:
-            y_max, y_min = y_max + 0.5, y_min - 0.5
+        if y_max == y_min:  # a flat line (a constant learning rate): a band around it, same sign
+            pad = abs(y_max) * 0.1 or 0.5
+            y_max, y_min = y_max + pad, y_min - pad
         x_span = (x_max - x_min) or 1.0
         cells = [[0] * plot_width for _ in range(height)]
         dots_x, dots_y = plot_width * 2 - 1, height * 4 - 1

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import tomlkit
 
-from conftest import combined_events, write_combined_project, write_combined_run, write_project
+from conftest import COMBINED_METRICS, combined_events, write_combined_project, write_combined_run, write_project
 from ctxtui import runner
 from ctxtui.app import CtxApp
 from ctxtui.project_file import ProjectFile
@@ -126,6 +126,15 @@ async def test_run_screen_shows_stages_operation_and_true_counts(combined_dir, l
         stages = text_of(app, "#run-stages")
         assert "✓ first" in stages and "▶ second" in stages
         assert screen.state.elapsed(screen.state.last_event_at, False) >= elapsed_before
+        # The end: every stage done, the overwrite matrix in place of the one-operation table.
+        (run_dir / "metrics.json").write_text(json.dumps(COMBINED_METRICS))
+        with open(run_dir / "events.jsonl", "a") as file:
+            file.write("".join(json.dumps(e) + "\n" for e in events[10:]))
+        await wait_for(pilot, lambda: screen.state.status == "completed")
+        await pilot.pause()
+        assert "✓ first" in text_of(app, "#run-stages") and "✓ second" in text_of(app, "#run-stages")
+        assert screen.query_one("#run-matrix").display and screen.query_one("#run-matrix").row_count == 2
+        assert "run completed" in text_of(app, "#run-message")
 
 
 def test_elapsed_never_runs_backwards_across_a_resume():
@@ -146,7 +155,10 @@ def test_elapsed_never_runs_backwards_across_a_resume():
 
 
 async def test_results_show_per_stage_tables_matrix_and_filtered_samples(combined_dir):
-    write_combined_run(combined_dir)
+    from ctxtui.screens.runs import headline
+
+    run_dir = write_combined_run(combined_dir)
+    assert headline(runner.run_info(run_dir)) == ("exact_match", "0.900", "0.800", "0.400")
     app = CtxApp(combined_dir, attach=False, start_mode="results")
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
