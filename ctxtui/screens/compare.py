@@ -1,4 +1,4 @@
-"""Compare two runs: their configs (a unified diff of project.toml) and metrics side by side."""
+"""Compare marked runs: their metrics side by side, and config diffs against the oldest (A)."""
 
 from __future__ import annotations
 
@@ -35,36 +35,53 @@ def config_diff(old: Path, new: Path) -> Content:
 
 
 class CompareScreen(ModalScreen):
-    """Two runs' config differences and metrics."""
+    """Any number of runs: metrics in one column each, config diffs of each against the first."""
 
     CSS_PATH = "compare.tcss"
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    def __init__(self, left: Path, right: Path):
+    def __init__(self, *runs: Path):
         super().__init__()
-        self.left, self.right = Path(left), Path(right)
+        self.runs = [Path(run) for run in runs]
+        self.letters = [chr(ord("A") + i) if i < 26 else str(i + 1) for i in range(len(self.runs))]
 
     def compose(self) -> ComposeResult:
+        names = "\n".join(f"{letter} = {run.name}" for letter, run in zip(self.letters, self.runs))
         with VerticalScroll(id="compare"):
-            yield Static(Content.styled(f"A = {self.left.name}\nB = {self.right.name}", "bold"))
+            yield Static(Content.styled(names, "bold"))
             yield DataTable(id="compare-metrics", cursor_type="row")
-            yield Static(Content.styled("config diff (A → B)", "bold"), classes="section")
-            yield Static(config_diff(self.left, self.right), id="compare-config")
+            for letter, run in zip(self.letters[1:], self.runs[1:]):
+                yield Static(Content.styled(f"config diff (A → {letter})", "bold"), classes="section")
+                yield Static(config_diff(self.runs[0], run), classes="compare-config",
+                             id="compare-config" if letter == "B" else None)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#compare-metrics", DataTable)
-        table.add_columns("metric", "A", "B", "B − A")
-        metrics = [runner.load_json(d / "metrics.json") for d in (self.left, self.right)]
+        last = self.letters[-1]
+        table.add_columns("metric", *self.letters, f"{last} − A")
+        metrics = [runner.load_json(run / "metrics.json") for run in self.runs]
+
+        def number(value) -> str:
+            return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
         for role in ROLES:
-            names = list(dict.fromkeys([*(metrics[0].get(role) or {}), *(metrics[1].get(role) or {})]))
+            names = list(dict.fromkeys(name for m in metrics for name in (m.get(role) or {})))
             for name in names:
-                a, b = ((m.get(role) or {}).get(name) for m in metrics)
-                delta = f"{b - a:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "–"
-                table.add_row(f"{role.replace('_', ' ')} {name}",
-                              *(f"{v:.3f}" if isinstance(v, (int, float)) else "–" for v in (a, b)), delta)
+                values = [(m.get(role) or {}).get(name) for m in metrics]
+                first, final = values[0], values[-1]
+                delta = (f"{final - first:+.3f}" if isinstance(first, (int, float)) and isinstance(final, (int, float))
+                         else "–")
+                table.add_row(f"{role.replace('_', ' ')} {name}", *(number(v) for v in values), delta)
+        for when in ("before", "after"):
+            values = [(m.get("answer_kl") or {}).get(when) for m in metrics]
+            if any(isinstance(v, (int, float)) for v in values):
+                first, final = values[0], values[-1]
+                delta = (f"{final - first:+.3f}" if isinstance(first, (int, float)) and isinstance(final, (int, float))
+                         else "–")
+                table.add_row(f"answer KL {when} (↓)", *(number(v) for v in values), delta)
         ratios = [(m.get("prompt_tokens") or {}).get("ratio") for m in metrics]
         table.add_row("prompt token ratio", *(f"{r:.2f}" if isinstance(r, (int, float)) else "–" for r in ratios), "")
-        states = [runner.run_info(d) for d in (self.left, self.right)]
-        table.add_row("status", states[0].status, states[1].status, "")
+        states = [runner.run_info(run) for run in self.runs]
+        table.add_row("status", *(s.status for s in states), "")
         table.add_row("steps", *(str(s.state.step) for s in states), "")

@@ -46,6 +46,8 @@ class RunsScreen(Screen):
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("ctrl+r", "refresh", "Refresh", show=False),  # it refreshes itself every 2 s
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
     ]
 
     def __init__(self) -> None:
@@ -61,7 +63,7 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.HELP = "## Runs\n\nEvery run folder of this project. **enter** opens its dashboard, **o** its results; mark two with **space** and press **c** to compare their configs and metrics."
+        table.HELP = "## Runs\n\nEvery run folder of this project. **enter** opens its dashboard, **o** its results; mark two or more with **space** and press **c** to compare their configs and metrics; **j**/**k** move."
         table.add_columns(" ", "run", "status", "date", "steps", "metric", "teacher", "before", "after")
         self.action_refresh()
         self.set_interval(REFRESH_S, self.action_refresh)
@@ -107,6 +109,10 @@ class RunsScreen(Screen):
         if (run_dir := self.selected()) is not None:
             self.app.open_results(run_dir)
 
+    def action_cursor(self, direction: str) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
     def action_mark(self) -> None:
         run_dir = self.selected()
         if run_dir is None:
@@ -114,16 +120,17 @@ class RunsScreen(Screen):
         if run_dir in self.marked:
             self.marked.remove(run_dir)
         else:
-            self.marked = (self.marked + [run_dir])[-2:]
+            self.marked = self.marked + [run_dir]
         self.action_refresh()
 
     def action_compare(self) -> None:
-        pair = list(self.marked)
+        marked = list(self.marked)
         selected = self.selected()
-        if len(pair) == 1 and selected is not None and selected not in pair:
-            pair.append(selected)
-        if len(pair) != 2:
-            self.notify("mark two runs with space (or one, then put the cursor on the other)", severity="warning")
+        if len(marked) == 1 and selected is not None and selected not in marked:
+            marked.append(selected)
+        if len(marked) < 2:
+            self.notify("mark two or more runs with space (or one, then put the cursor on another)",
+                        severity="warning")
             return
-        older, newer = sorted(pair, key=lambda path: path.name)  # A is the earlier run
-        self.app.push_screen(CompareScreen(older, newer))
+        # A is the earliest run; every marked run gets a column.
+        self.app.push_screen(CompareScreen(*sorted(marked, key=lambda path: path.name)))

@@ -148,3 +148,20 @@ async def test_every_screen_action_is_in_the_command_palette(project_dir):
         await pilot.press("escape", "question_mark")  # the key map
         await pilot.pause()
         assert app.screen.query("HelpPanel")
+
+
+async def test_three_marked_runs_are_compared_as_three(project_dir):
+    for day in (1, 2, 3):
+        write_run(project_dir, f"2026010{day}T000000Z-demo", config_note=f"\n# run {day}\n")
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("space", "j", "space", "j", "space", "c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and len(screen.runs) == 3
+        table = screen.query_one("#compare-metrics")
+        assert [str(label) for label in (column.label for column in table.columns.values())] == \
+            ["metric", "A", "B", "C", "C − A"]
+        assert len(screen.query(".compare-config")) == 2  # A → B and A → C
+        assert table.get_row_at(0)[1:4] == ["0.750", "0.750", "0.750"]
