@@ -18,6 +18,8 @@ def teacher_pass(figure: dict, sizes) -> None:
     print(f"    prefix, recomputed   {seconds['prefix_recomputed']:8.3f} s   "
           f"{seconds['prefix_recomputed'] / seconds['no_prefix']:.2f}x   (reuse is {figure['prefix_recomputed_vs_reused']:.2f}x faster; "
           f"identical tokens: {figure['identical_tokens']})")
+    print(f"    projected for 256 inputs (prefix paid once, measured per-batch times): "
+          f"{figure['projected_256_inputs_reused_vs_no_prefix']:.2f}x   goal <= 1.5x")
     print(f"    breakdown: prefix encoded once in {figure['prefix_encode_seconds']:.3f} s; a decoding step of one batch "
           f"{figure['decode_step_seconds_with_prefix'] * 1e3:.1f} ms with the prefix in the cache, "
           f"{figure['decode_step_seconds_without_prefix'] * 1e3:.1f} ms without")

@@ -243,10 +243,12 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     """Generate for every prompt, in batches sorted by length (less padding).
 
     `on_output(index, generated)` replaces each output as soon as its batch is done.
-    `on_step` (see `StepFunction`) turns each step's logits into per-row values kept in
-    `Generated.steps`: the teacher makes its sparse labels there, so dense logits never pile up.
-    `reuse_prefix` encodes the prompts' common token prefix once for all batches.
+    `on_step(logits, indices)` turns each step's (batch, vocab) logits into one value per row,
+    kept in `Generated.steps`; `indices` are the rows' indices in `prompts` (so each input can
+    draw from its own generator). The teacher makes its sparse labels there, so dense logits
+    never pile up. `reuse_prefix` encodes the prompts' common token prefix once for all batches.
     """
+    on_step = options.pop("on_step", None)
     prompt_ids = encode_prompts(tokenizer, prompts)
     check_fits(model, prompt_ids, options["max_new_tokens"], options.pop("which", "teacher"))
     prefix = encode_shared_prefix(model, prompt_ids) if reuse_prefix and prompt_ids else None
@@ -254,7 +256,9 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     results: list[Generated | None] = [None] * len(prompts)
     for first in range(0, len(order), batch_size):
         chunk = order[first: first + batch_size]
-        batch = generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], prefix=prefix, **options)
+        batch_on_step = (lambda logits, chunk=chunk: on_step(logits, chunk)) if on_step is not None else None
+        batch = generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], prefix=prefix,
+                               on_step=batch_on_step, **options)
         for index, generated in zip(chunk, batch):
             results[index] = on_output(index, generated) if on_output is not None else generated
         if on_batch is not None:

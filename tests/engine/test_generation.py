@@ -124,3 +124,14 @@ def test_step_function_sees_the_raw_logits_keep_logits_keeps(model_and_tokenizer
     (streamed, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4,
                                    on_step=lambda logits: list(logits.clone()))
     assert torch.equal(torch.stack(streamed.steps), kept.logits)
+
+
+def test_generate_all_tells_on_step_which_inputs_the_rows_are(model_and_tokenizer):
+    from engine.generation import generate_all
+
+    model, tokenizer = model_and_tokenizer
+    prompts = ["Input: abcdefgh\nOutput: ", "Input: a\nOutput: ", "Input: abc\nOutput: "]  # sorted by length: 1, 2, 0
+    outputs = generate_all(model, tokenizer, prompts, batch_size=2, max_new_tokens=3,
+                           on_step=lambda logits, indices: list(indices))
+    for index, output in enumerate(outputs):
+        assert output.steps == [index] * len(output.output_ids)
