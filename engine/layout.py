@@ -21,6 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.atomic import building_folder
 from engine.config import Project, Stage
 
 
@@ -70,13 +71,11 @@ def is_saved_model(folder: Path) -> bool:
 
 def publish_student(source: Path, target: Path) -> None:
     """Make the last stage's student the run's `student/`: hard links where the disk allows (no second copy of the weights)."""
-    if target.exists():
-        shutil.rmtree(target)
-
     def link_or_copy(src, dst):
         try:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(source, target, copy_function=link_or_copy)
+    with building_folder(target) as temporary:
+        shutil.copytree(source, temporary, copy_function=link_or_copy, dirs_exist_ok=True)

@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine import atomic
 from engine.config import Project, Stage, project_from_toml_text, project_to_toml
 from engine.data import build_examples
 from engine.errors import EngineError, StopRequested
@@ -60,7 +61,7 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     layout = RunLayout.of(project, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and state.is_main_process:
-        (run_dir / "project.toml").write_text(project_to_toml(project), encoding="utf-8")
+        atomic.write_text(run_dir / "project.toml", project_to_toml(project))
     events = EventWriter(run_dir / "events.jsonl", enabled=state.is_main_process)
     events.listeners.extend(listeners)
     events.set_scope(project.stages[0].name, None)
@@ -193,11 +194,9 @@ def evaluate_and_save_stage(project: Project, index: int, layout: RunLayout, inp
                                                teacher_weights, events, baselines, teacher_memo)
     rows = samples if project.combined else [
         {key: value for key, value in row.items() if key not in ("stage_name", "operation")} for row in samples]
-    with open(layout.stage_samples(stage), "w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row) + "\n")
+    atomic.write_text(layout.stage_samples(stage), "".join(json.dumps(row) + "\n" for row in rows))
     figures = {"operations": metrics, "eval_seconds": seconds} if project.combined else {**metrics["main"], "eval_seconds": seconds}
-    layout.stage_metrics(stage).write_text(json.dumps(figures, indent=2))
+    atomic.write_text(layout.stage_metrics(stage), json.dumps(figures, indent=2))  # last: marks the stage finished
     return metrics
 
 
@@ -215,10 +214,9 @@ def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, di
     metrics = {"combined": True,
                "stages": {stage: {"operations": operations} for stage, operations in results.items()},
                "matrix": overwrite_matrix(results)}
-    layout.metrics.write_text(json.dumps(metrics, indent=2))
-    with open(layout.samples, "w", encoding="utf-8") as file:
-        for stage in project.stages:
-            file.write(layout.stage_samples(stage).read_text(encoding="utf-8"))
+    atomic.write_text(layout.samples, "".join(layout.stage_samples(stage).read_text(encoding="utf-8")
+                                              for stage in project.stages))
+    atomic.write_text(layout.metrics, json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from engine import atomic
 from engine.config import Project
 from engine.errors import EngineError
 from engine.generation import Generated, generate_all
@@ -205,22 +206,60 @@ def ensemble_probs(model, tokenizer, prompts: list[str], output_ids: list[int]) 
 LABELS_FILE, OUTPUTS_FILE, KEY_FILE = "labels.pt", "outputs.jsonl", "key.json"
 
 
-def save_cache(folder: Path, key: str, records: list[TeacherRecord], seconds: float) -> None:
+def save_cache(folder: Path, key: str, records: list[TeacherRecord], seconds: float, num_samples: int | None = None) -> None:
+    """Write the labels and outputs, then `key.json` with their checksums (a cache is whole only with it).
+
+    Sampled labels are kept as counts (probability = count / N, computed the same way on
+    load), so a run that reuses the cache trains on bit-identical labels.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save([{"output_ids": r.output_ids, "label_offsets": r.label_offsets, "label_ids": r.label_ids.int(),
-                 "label_probs": r.label_probs.half()} for r in records], folder / LABELS_FILE)
-    with open(folder / OUTPUTS_FILE, "w", encoding="utf-8") as file:
-        for record in records:
-            file.write(json.dumps({"input": record.input, "prompt": record.prompt, "output": record.text}) + "\n")
-    # Written last: a cache without key.json is incomplete (the run was killed) and never reused.
-    (folder / KEY_FILE).write_text(json.dumps({"key": key, "count": len(records), "seconds": round(seconds, 2)}))
+    with atomic.replacing(folder / LABELS_FILE) as temporary:
+        torch.save([_stored_labels(record, num_samples) for record in records], temporary)
+    atomic.write_text(folder / OUTPUTS_FILE, "".join(
+        json.dumps({"input": r.input, "prompt": r.prompt, "output": r.text}) + "\n" for r in records))
+    checksums = {name: atomic.sha256_of(folder / name) for name in (LABELS_FILE, OUTPUTS_FILE)}
+    atomic.write_text(folder / KEY_FILE, json.dumps({"key": key, "count": len(records), "seconds": round(seconds, 2),
+                                                     "num_samples": num_samples, "sha256": checksums}))
+
+
+def _stored_labels(record: TeacherRecord, num_samples: int | None) -> dict:
+    stored = {"output_ids": record.output_ids, "label_offsets": record.label_offsets, "label_ids": record.label_ids.int()}
+    if num_samples:
+        stored["label_counts"] = torch.round(record.label_probs * num_samples).short()
+    else:
+        stored["label_probs"] = record.label_probs.float()
+    return stored
 
 
 def load_cache(folder: Path) -> list[TeacherRecord]:
+    meta = json.loads((folder / KEY_FILE).read_text())
     tensors = torch.load(folder / LABELS_FILE, weights_only=True)
     rows = [json.loads(line) for line in (folder / OUTPUTS_FILE).read_text(encoding="utf-8").splitlines()]
+    if len(rows) != len(tensors) or len(rows) != meta.get("count", len(rows)):
+        raise EngineError(f"{folder}: the teacher cache is cut short ({len(rows)} outputs, {len(tensors)} label sets, "
+                          f"{meta.get('count')} expected); delete the folder to run the teacher again")
+
+    def probs(stored: dict) -> torch.Tensor:
+        if "label_counts" in stored:
+            return stored["label_counts"].float() / meta["num_samples"]
+        return stored["label_probs"].float()  # float16 in caches written before counts were kept
+
     return [TeacherRecord(row["input"], row["prompt"], list(t["output_ids"]), row["output"], t["label_offsets"],
-                          t["label_ids"].long(), t["label_probs"].float()) for row, t in zip(rows, tensors)]
+                          t["label_ids"].long(), probs(t)) for row, t in zip(rows, tensors)]
+
+
+def is_whole(folder: Path, key: str) -> bool:
+    """A cache with this key whose files match the checksums written with it (never a partial or damaged copy)."""
+    try:
+        meta = json.loads((folder / KEY_FILE).read_text())
+        if meta["key"] != key:
+            return False
+        checksums = meta.get("sha256")
+        if checksums is None:  # written before checksums: trust only that both files are there
+            return (folder / LABELS_FILE).exists() and (folder / OUTPUTS_FILE).exists()
+        return all(atomic.sha256_of(folder / name) == digest for name, digest in checksums.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def find_cache(runs_dir: Path, key: str) -> Path | None:
@@ -233,11 +272,8 @@ def find_cache(runs_dir: Path, key: str) -> Path | None:
         return None
     key_files = [*runs_dir.glob(f"*/teacher/{KEY_FILE}"), *runs_dir.glob(f"*/stages/*/teacher/*/{KEY_FILE}")]
     for key_file in sorted(key_files, key=lambda path: str(path.relative_to(runs_dir)), reverse=True):
-        try:
-            if json.loads(key_file.read_text())["key"] == key:
-                return key_file.parent
-        except (OSError, ValueError, KeyError):
-            continue
+        if is_whole(key_file.parent, key):
+            return key_file.parent
     return None
 
 
@@ -245,15 +281,17 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
                  teacher_weights: Path | None = None) -> list[TeacherRecord]:
     """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`."""
     key = cache_key(project, inputs, teacher_weights)
-    found = find_cache(runs_dir, key)
+    found = folder if is_whole(folder, key) else find_cache(runs_dir, key)
     if found is not None and found != folder:
-        shutil.copytree(found, folder, dirs_exist_ok=True)
-    if (folder / KEY_FILE).exists() and json.loads((folder / KEY_FILE).read_text()).get("key") == key:
+        with atomic.building_folder(folder) as temporary:  # a kill mid-copy leaves no half cache behind
+            shutil.copytree(found, temporary, dirs_exist_ok=True)
+    if found is not None:
         events.emit("status", stage="teacher", message=f"teacher cache hit ({key}), no generation needed",
                     cache="hit", key=key, source=str(found or folder))
         return load_cache(folder)
     events.emit("status", stage="teacher", message=f"teacher generating {len(inputs)} outputs", cache="miss", key=key)
     started = time.time()
     records = run_teacher(project, model, tokenizer, inputs, events)
-    save_cache(folder, key, records, time.time() - started)
+    save_cache(folder, key, records, time.time() - started,
+               project.distill.num_samples if project.distill.labels == "sampled" else None)
     return records

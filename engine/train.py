@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from engine import atomic
+from engine.atomic import building_folder
 from engine.batches import BatchPlan
 from engine.config import Project
 from engine.data import DistillExample, collate
@@ -86,24 +88,60 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Checkpoints whose state file was written (the last thing a save writes), newest first."""
+    found = sorted(checkpoints_dir.glob("step-*"), key=lambda path: int(path.name.split("-")[1]), reverse=True)
+    return [path for path in found if (path / "trainer_state.json").exists()]
+
+
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    found = sorted(checkpoints_dir.glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
-    complete = [path for path in found if (path / "trainer_state.json").exists()]
-    return complete[-1] if complete else None
+    complete = complete_checkpoints(checkpoints_dir)
+    return complete[0] if complete else None
+
+
+def checkpoint_damage(folder: Path) -> str | None:
+    """Why a complete-looking checkpoint cannot be trusted (a file shorter than when it was saved), or None."""
+    state = json.loads((folder / "trainer_state.json").read_text())
+    for name, size in state.get("files", {}).items():
+        path = folder / name
+        if not path.exists() or path.stat().st_size != size:
+            return f"{name} is {path.stat().st_size if path.exists() else 'missing'} bytes, saved as {size}"
+    return None
 
 
 def save_checkpoint(accelerator: Accelerator, checkpoints_dir: Path, step: int, events) -> Path:
     folder = checkpoints_dir / f"step-{step}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
-        # Written last: a checkpoint without trainer_state.json is incomplete and skipped on resume.
-        (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
+        # Written last: a checkpoint without trainer_state.json is incomplete and skipped on resume;
+        # the sizes of its files tell a later truncation apart.
+        files = {str(path.relative_to(folder)): path.stat().st_size for path in folder.rglob("*") if path.is_file()}
+        atomic.write_text(folder / "trainer_state.json", json.dumps({"step": step, "files": files}))
         older = sorted(checkpoints_dir.glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
         for stale in older[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(stale, ignore_errors=True)
         events.emit("checkpoint", step=step, path=str(folder))
     accelerator.wait_for_everyone()
     return folder
+
+
+def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, events) -> int:
+    """Load the newest intact checkpoint (a damaged one falls back to the one before it); returns its step, or 0."""
+    for checkpoint in complete_checkpoints(checkpoints_dir):
+        try:
+            damage = checkpoint_damage(checkpoint)
+            if damage:
+                raise ValueError(damage)
+            # Loads every piece (weights, optimizer, RNG states), so an older checkpoint fully replaces a failed one.
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:
+            events.emit("status", stage="train", message=f"checkpoint {checkpoint.name} is damaged "
+                        f"({type(error).__name__}: {error}); trying the one before it")
+            continue
+        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        events.emit("status", stage="train", message=f"resumed from {checkpoint.name}", step=step)
+        return step
+    return 0
 
 
 # --- the recipe ---------------------------------------------------------------
@@ -127,6 +165,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=project.model.device == "cpu")
+
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
     if mixed_precision != "no":
@@ -140,11 +179,13 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     plan = BatchPlan([len(group) for group in by_operation], weights, global_batch, config.seed)
     loss_weights = torch.tensor(weights, dtype=torch.float32) if len(weights) > 1 else None
     total_steps = total_steps_for(project, len(examples), world)
-    start_step = 0
-    if resume and (checkpoint := latest_checkpoint(checkpoints_dir)) is not None:
-        accelerator.load_state(str(checkpoint))
-        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
-        events.emit("status", stage="train", message=f"resumed from {checkpoint.name}", step=start_step)
+    start_step = resume_from_checkpoints(accelerator, checkpoints_dir, events) if resume else 0
+    if resume and start_step == 0 and complete_checkpoints(checkpoints_dir):
+        # Every checkpoint was damaged, and a failed load may have filled some weights: start over cleanly.
+        initial, _ = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
+        accelerator.unwrap_model(model).load_state_dict(initial.state_dict())
+        optimizer.optimizer.state.clear()
+        del initial
     stop = StopSignal(run_dir)
     events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples",
                 total_steps=total_steps, device=str(accelerator.device), processes=world)
@@ -198,9 +239,10 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
         # --- cleanup: the student, loadable with from_pretrained
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(model)
-            unwrapped.save_pretrained(output_dir, safe_serialization=True)
-            tokenizer.save_pretrained(output_dir)
+            # Built aside and renamed: a run killed while saving leaves no half student that resume would trust.
+            with building_folder(output_dir) as temporary:
+                accelerator.unwrap_model(model).save_pretrained(temporary, safe_serialization=True)
+                tokenizer.save_pretrained(temporary)
         accelerator.wait_for_everyone()
         return output_dir
     finally:
