@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
 
     preview = commands.add_parser("preview", help="render both prompts for K inputs and show the teacher's answers")
     preview.add_argument("project_dir", type=Path, nargs="?")
-    preview.add_argument("--n", type=int, default=3, help="how many inputs")
+    preview.add_argument("--n", type=positive_int, default=3, help="how many inputs (at least 1)")
     preview.add_argument("--op", metavar="NAME", help="which operation (default: each one in turn)")
+
+    check = commands.add_parser("check", help="check a project without loading a model: settings, inputs, code, templates")
+    check.add_argument("project_dir", type=Path, nargs="?")
 
     evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
     evaluate.add_argument("run_dir", type=Path)
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_run(args)
         if args.command == "preview":
             return command_preview(args)
+        if args.command == "check":
+            return command_check(args)
         return command_eval(args)
     except EngineError as error:
         if args.debug:
@@ -65,6 +70,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a bad one exits 2 with argparse's usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def command_check(args) -> int:
+    from engine.checks import check_project
+    from engine.config import load_project
+
+    print(check_project(load_project(args.project_dir or default_project())))
+    return 0
 
 
 def default_project() -> Path:

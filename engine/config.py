@@ -10,6 +10,8 @@ as one `ConfigError`.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import tomllib
 import types
 import typing
@@ -17,16 +19,28 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
 
 PROJECT_FILE = "project.toml"
 
 
-def option(default: Any, help: str, choices: tuple | None = None):
-    """A dataclass field with help text and, optionally, the allowed values."""
+def option(default: Any, help: str, choices: tuple | None = None, *, minimum: float | None = None,
+           above: float | None = None, maximum: float | None = None):
+    """A dataclass field with help text and, optionally, the allowed values or range.
+
+    `minimum`/`maximum` are inclusive bounds, `above` an exclusive lower bound; `validate()`
+    checks them under the key where the user wrote the value (issue 11).
+    """
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "above": above, "maximum": maximum}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "choices": choices})
-    return field(default=default, metadata={"help": help, "choices": choices})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# More inputs than this is a typo (10**9) or a job no teacher pass finishes; a source is
+# asked for every input at once, so a huge count would run out of memory without a word.
+MAX_COUNT = 10_000_000
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,7 @@ class ModelConfig:
     name: str = option("toy-base", "Hub id, local folder, or `toy-base` (the embedded default model).")
     dtype: str = option("auto", "Weights dtype: auto (bf16 on CUDA, else float32), float32, bfloat16, float16.",
                         ("auto", "float32", "bfloat16", "float16"))
-    device: str = option("auto", "auto (CUDA if present, else CPU), cpu, cuda, or cuda:N.")
+    device: str = option("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, or mps.")
     trust_remote_code: bool = option(False, "Allow model code from the hub folder (off: safetensors + built-in classes only).")
     chat_template: bool = option(False, "Wrap rendered prompts in the tokenizer's chat template (for chat models).")
 
@@ -51,8 +65,8 @@ class InputsConfig:
     input_field: str = option("input", "file/datasets source: the column holding the raw input.")
     label_field: str = option("label", "file/datasets source: the column holding the label (optional).")
     fewshot_prompt: str = option("", "fewshot source: a prompt of example inputs; the model continues it to invent new ones.")
-    fewshot_max_new_tokens: int = option(48, "fewshot source: tokens sampled per invented input (one line is kept).")
-    count: int = option(256, "Number of distillation inputs.")
+    fewshot_max_new_tokens: int = option(48, "fewshot source: tokens sampled per invented input (one line is kept).", minimum=1)
+    count: int = option(256, "Number of distillation inputs.", minimum=1, maximum=MAX_COUNT)
     seed: int = option(0, "Seed for sampling and splitting inputs.")
 
 
@@ -66,7 +80,7 @@ class TemplateConfig:
 @dataclass(frozen=True)
 class TeacherConfig(TemplateConfig):
     ensemble: int = option(1, "Teacher prompts rendered per input (each draws its own `| sample(n)` of examples); "
-                              "their probabilities are averaged at every answer token (paper hypothesis 5).")
+                              "their probabilities are averaged at every answer token (paper hypothesis 5).", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,12 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    max_new_tokens: int = option(64, "Most tokens the teacher generates per input.")
+    max_new_tokens: int = option(64, "Most tokens the teacher generates per input.", minimum=1)
     temperature: float = option(1.0, "Sampling temperature of the teacher (0 = greedy).")
-    top_p: float = option(1.0, "Nucleus sampling mass.")
+    top_p: float = option(1.0, "Nucleus sampling mass.", above=0, maximum=1)
     top_k: int = option(0, "Sample only among the k most likely tokens (0 = off).")
-    stop: list = option([], "Stop strings: generation of an output ends at the first one (it is kept in the output).")
-    batch_size: int = option(32, "Inputs generated at once.")
+    stop: list = option([], "Stop strings (non-empty): generation of an output ends at the first one (it is kept in the output).")
+    batch_size: int = option(32, "Inputs generated at once.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -98,28 +112,28 @@ class DistillConfig:
     top_k: int = option(20, "topk: kept teacher log-probs per answer token (the rest is tail mass).")
     epochs: int = option(0, "Passes over the distillation set (set this or max_steps).")
     max_steps: int = option(0, "Optimizer steps (set this or epochs).")
-    batch_size: int = option(16, "Sequences per micro-batch per process.")
-    grad_accum: int = option(1, "Micro-batches per optimizer step.")
-    learning_rate: float = option(1e-4, "Peak learning rate (AdamW).")
+    batch_size: int = option(16, "Sequences per micro-batch per process.", minimum=1)
+    grad_accum: int = option(1, "Micro-batches per optimizer step.", minimum=1)
+    learning_rate: float = option(1e-4, "Peak learning rate (AdamW).", above=0)
     warmup_steps: int = option(0, "Linear warmup steps, then cosine decay to 10% of the peak.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off).")
-    max_seq_len: int = option(1024, "Longest student sequence (prompt + answer); longer ones are an error.")
+    max_seq_len: int = option(1024, "Longest student sequence (prompt + answer); longer ones are an error.", minimum=1)
     seed: int = option(0, "Seed for shuffling, label sampling and initialization of anything random.")
     checkpoint_every: int = option(0, "Save a resumable checkpoint every N steps (0 = only at stop and end).")
-    log_every: int = option(1, "Emit a train event every N steps.")
+    log_every: int = option(1, "Emit a train event every N steps.", minimum=1)
     mixed_precision: str = option("auto", "auto (bf16 on CUDA), no, bf16, fp16.", ("auto", "no", "bf16", "fp16"))
-    num_processes: int = option(1, "Processes for `accelerate launch` (the TUI launches through it when > 1).")
+    num_processes: int = option(1, "Processes for `accelerate launch` (the TUI launches through it when > 1).", minimum=1)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    count: int = option(64, "Held-out inputs (disjoint from the distillation set).")
+    count: int = option(64, "Held-out inputs (disjoint from the distillation set).", minimum=1, maximum=MAX_COUNT)
     metrics: list = option(["exact_match", "rouge_l"],
                            "exact_match, rouge_l, accuracy (vs labels), answer_kl, or `module:function(prediction, reference) -> float`.")
     reference: str = option("label", "What outputs are scored against: the input's label or the teacher's answer.",
                             ("label", "teacher"))
-    batch_size: int = option(32, "Inputs decoded at once.")
+    batch_size: int = option(32, "Inputs decoded at once.", minimum=1)
     max_new_tokens: int = option(0, "Tokens decoded per output (0 = generate.max_new_tokens).")
     teacher_template_for_student: bool = option(False, "Also score the student with the teacher template (how much of the prompted skill it keeps).")
 
@@ -165,7 +179,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Project:
-    name: str = option("", "Project name (defaults to the folder name).")
+    name: str = option("", "Project name (defaults to the folder name); it names the run folder, so letters, digits, "
+                           "_ . - only, at most 100.")
     description: str = option("", "One line about what this project distills.")
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model (teacher and student start from it)."})
     inputs: InputsConfig = field(default_factory=InputsConfig, metadata={"help": "The raw task input distribution."})
@@ -218,7 +233,42 @@ def load_project(project_dir: Path | str) -> Project:
     file = path / PROJECT_FILE
     if not file.exists():
         raise ConfigError(file, [f"no {PROJECT_FILE} here; a project is a folder holding one (see sample_projects/)"])
-    return project_from_toml_text(path, file.read_text(encoding="utf-8"))
+    if not file.is_file():
+        raise ConfigError(file, [f"{PROJECT_FILE} is a folder, not a file; the project file is a TOML text file"])
+    try:
+        text = read_text(file)
+    except EngineError as error:
+        raise ConfigError(file, [str(error)]) from None
+    return project_from_toml_text(path, text)
+
+
+def read_text(path: Path, key: str = "") -> str:
+    """A UTF-8 text file the user named; every way it can be unreadable is one clear EngineError.
+
+    A byte-order mark is dropped. A decoding error names the line and byte offset and
+    suggests how to convert the file (issue 11).
+    """
+    path = Path(path)
+    named = f"`{key}`: {path}" if key else str(path)
+    if path.is_dir():
+        raise EngineError(f"{named} is a folder; expected a file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise EngineError(f"{named}: no such file") from None
+    except OSError as error:
+        raise EngineError(f"{named}: cannot be read ({error.strerror or error})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            guess = "it looks like UTF-16"
+        else:
+            guess = "perhaps it is Latin-1 or Windows-1252"
+        raise EngineError(f"{named} is not UTF-8 text: byte 0x{byte:02x} at byte offset {error.start} (line {line}); "
+                          f"{guess}: save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}`") from None
 
 
 def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
@@ -232,7 +282,9 @@ def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
     problems: list[str] = []
     raw_operations, raw_stages = data.pop("operations", None), data.pop("stages", None)
     project = _build(Project, data, "", problems)
-    project = replace(project, dir=project_dir, name=project.name or project_dir.name)
+    if project.name:
+        problems += _project_name_problems(project.name)
+    project = replace(project, dir=project_dir, name=project.name or safe_folder_name(project_dir.name))
     project = _resolve_template_files(project, "", problems)
     operations = _build_operations(project, raw_operations, problems)
     stages = _build_stages(project, raw_stages, operations, problems)
@@ -364,6 +416,8 @@ def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, 
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return wrong("a number")
         value = float(value)
+        if not math.isfinite(value):
+            return wrong("a finite number")
         if value < 0:
             return wrong("a non-negative number")
     elif expected is str:
@@ -394,12 +448,18 @@ def _resolve_template_file(project_dir: Path, config: TemplateConfig, dotted: st
     if config.template and config.template_file:
         problems.append(f"set `{dotted}.template` or `{dotted}.template_file`, not both")
     elif config.template_file:
+        # A template is text, never run as code: it may live outside the project folder (README, "Trust model").
         path = project_dir / config.template_file
         if not path.exists():
             problems.append(f"`{dotted}.template_file` = {config.template_file!r}: no such file ({path})")
         else:
+            try:
+                text = read_text(path, f"{dotted}.template_file")
+            except EngineError as error:
+                problems.append(str(error))
+                return config
             # Cleared once inlined: an operation inheriting this table must not see both keys set.
-            return replace(config, template=path.read_text(encoding="utf-8"), template_file="")
+            return replace(config, template=text, template_file="")
     return config
 
 
@@ -409,20 +469,29 @@ def validate(project: Project) -> list[str]:
     A project without [[operations]] or [[stages]] is validated under the
     top-level names (`inputs.function`), as it always was.
     """
+    from engine.usercode import reference_problem
+
     problems = []
     for operation in project.operations:
         problems += _validate_operation(project, operation)
     problems += _validate_names(project)
     for index, stage in enumerate(project.stages):
         problems += _validate_stage(project, index, stage)
-    if project.generate.max_new_tokens == 0:
-        problems.append("`generate.max_new_tokens` must be at least 1")
-    if project.generate.top_p > 1 or project.generate.top_p == 0:
-        problems.append(f"`generate.top_p` = {project.generate.top_p}: expected a number in (0, 1]")
-    if project.eval.count == 0:
-        problems.append("`eval.count` must be at least 1")
+    for part in ("model", "generate", "eval"):
+        problems += _range_problems(getattr(project, part), part + ".")
+    device = project.model.device
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        close = difflib.get_close_matches(device, ["auto", "cpu", "cuda", "cuda:0", "mps"], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(f"`model.device` = {device!r}: expected auto, cpu, cuda, cuda:N (e.g. cuda:1) or mps{hint}")
+    if "" in project.generate.stop:
+        problems.append("`generate.stop` has an empty string, which would end every teacher output at once; remove it")
     for metric in project.eval.metrics:
-        if metric not in METRICS and ":" not in metric:
+        if ":" in metric:
+            problem = reference_problem(metric, "eval.metrics")
+            if problem:
+                problems.append(problem)
+        elif metric not in METRICS:
             close = difflib.get_close_matches(metric, METRICS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"`eval.metrics` has {metric!r}: expected one of {', '.join(METRICS)} or `module:function`{hint}")
@@ -434,8 +503,47 @@ def validate(project: Project) -> list[str]:
     return list(dict.fromkeys(problems))  # operations inheriting the same faulty table report it once
 
 
+def _range_problems(config, prefix: str) -> list[str]:
+    """The numeric fields of one table that lie outside their schema range (`option(minimum=...)`)."""
+    problems = []
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        minimum, above, maximum = (spec.metadata.get(bound) for bound in ("minimum", "above", "maximum"))
+        if ((minimum is None or value >= minimum) and (above is None or value > above)
+                and (maximum is None or value <= maximum)):
+            continue
+        bounds = ([f"at least {minimum:,}"] if minimum is not None else []) + \
+                 ([f"greater than {above}"] if above is not None else []) + \
+                 ([f"at most {maximum:,}"] if maximum is not None else [])
+        kind = "an integer" if isinstance(value, int) else "a number"
+        why = ""
+        if spec.name == "count" and maximum is not None and value > maximum:
+            why = ("; every input is drawn at once and passed through the teacher, "
+                   "so split a bigger job into several runs")
+        problems.append(f"`{prefix}{spec.name}` = {value!r}: expected {kind} {' and '.join(bounds)}{why}")
+    return problems
+
+
+def safe_folder_name(name: str) -> str:
+    """`name` made usable as a folder name: unsafe runs become `-`, at most 100 characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-._")[:100] or "project"
+
+
+def _project_name_problems(name: str) -> list[str]:
+    """The project name becomes `runs/<stamp>-<name>`: a separator or `..` would put the run elsewhere."""
+    if re.fullmatch(NAME_PATTERN, name) and len(name) <= 100:
+        return []
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    return [f"`name` = {shown!r}: it names the run folder under runs/, so use at most 100 letters, digits, `_`, `.` "
+            f"or `-`, starting with a letter or digit (e.g. {safe_folder_name(name)!r})"]
+
+
 def _validate_operation(project: Project, operation: Operation) -> list[str]:
     """Each problem names the key where the user wrote it: the operation's own table, or the top level's it inherits."""
+    from engine.usercode import reference_problem
+
     def owner(part: str) -> str:
         return f"operations.{operation.name}." if getattr(operation, part) != getattr(project, part) else ""
 
@@ -451,10 +559,12 @@ def _validate_operation(project: Project, operation: Operation) -> list[str]:
     needs = {"python": "function", "file": "path", "datasets": "dataset", "fewshot": "fewshot_prompt"}
     if not getattr(inputs, needs[inputs.source]):
         problems.append(f"`{prefix}inputs.source` = {inputs.source!r} needs `{prefix}inputs.{needs[inputs.source]}`")
-    if inputs.source == "python" and inputs.function and ":" not in inputs.function:
-        problems.append(f"`{prefix}inputs.function` = {inputs.function!r}: expected `module:function`, e.g. \"tasks:make_inputs\"")
-    if inputs.count == 0:
-        problems.append(f"`{prefix}inputs.count` must be at least 1")
+    if inputs.source == "python" and inputs.function:
+        problem = reference_problem(inputs.function, f"{prefix}inputs.function")
+        if problem:
+            problems.append(problem)
+    problems += _range_problems(inputs, prefix + "inputs.")
+    problems += _range_problems(teacher, owner("teacher") + "teacher.")
     prefix = owner("extract")
     if extract.kind == "regex" and not extract.pattern:
         problems.append(f"`{prefix}extract.kind` = 'regex' needs `{prefix}extract.pattern`")
@@ -470,6 +580,10 @@ def _validate_operation(project: Project, operation: Operation) -> list[str]:
         problems.append(f"`{prefix}extract.kind` = 'after_marker' needs `{prefix}extract.marker`")
     if extract.kind == "callable" and ":" not in extract.function:
         problems.append(f"`{prefix}extract.kind` = 'callable' needs `{prefix}extract.function` = \"module:function\"")
+    elif extract.kind == "callable":
+        problem = reference_problem(extract.function, f"{prefix}extract.function")
+        if problem:
+            problems.append(problem)
     problems += _validate_ensemble(teacher, owner("teacher"))
     return problems
 
@@ -479,10 +593,8 @@ def _validate_ensemble(teacher: TeacherConfig, prefix: str) -> list[str]:
     import math
     import re
 
-    if teacher.ensemble == 0:
-        return [f"`{prefix}teacher.ensemble` must be at least 1"]
-    if teacher.ensemble == 1:
-        return []
+    if teacher.ensemble <= 1:
+        return []  # 0 is out of the schema's range, reported with the others
     draws = re.findall(r"\b(\w+)\s*\|\s*sample\(\s*(\d+)\s*\)", teacher.template)
     if not draws:
         return [f"`{prefix}teacher.ensemble` = {teacher.ensemble}: the teacher template draws no random subset, so all "
@@ -539,8 +651,7 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
         problems.append(f"set `{prefix}distill.epochs` or `{prefix}distill.max_steps`, not both")
     if not distill.epochs and not distill.max_steps:
         problems.append(f"set `{prefix}distill.epochs` or `{prefix}distill.max_steps` (how long to train)")
-    if distill.batch_size == 0 or distill.grad_accum == 0:
-        problems.append(f"`{prefix}distill.batch_size` and `{prefix}distill.grad_accum` must be at least 1")
+    problems += _range_problems(distill, prefix + "distill.")
     if distill.labels == "sampled" and distill.num_samples == 0:
         problems.append(f"`{prefix}distill.num_samples` must be at least 1 for sampled labels")
     if distill.labels == "topk" and distill.top_k == 0:

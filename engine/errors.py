@@ -34,5 +34,20 @@ class ExtractionError(EngineError):
     """The answer extractor matched nothing in a teacher output."""
 
 
+class UserCodeError(EngineError):
+    """A project's own function (`tasks:fn`) raised, could not be imported, or returned the wrong thing.
+
+    The message names the reference and the config key, and shows only the frames in the
+    project's own files, never the engine's.
+    """
+
+
+class MetricError(EngineError):
+    """Scoring failed after training (a metric that raises, labels that are missing).
+
+    The trained student is kept; after fixing the project, `ctxdistill eval RUN_DIR` scores it again.
+    """
+
+
 class StopRequested(Exception):
     """Raised inside the recipe when a STOP file or signal asks it to stop."""

@@ -8,13 +8,14 @@ input's label, or the teacher's answer (`eval.reference`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from engine.config import Project
 from engine.data import collate
-from engine.errors import EngineError
+from engine.errors import EngineError, MetricError
 from engine.extractors import Extractor, answer_token_span, direct_answer
 from engine.generation import generate_all
 from engine.losses import dense_kl
@@ -35,14 +36,17 @@ class Decoded:
 
 
 def decode(project: Project, model, tokenizer, inputs: list[dict], template: str,
-           extractor: Extractor | None = None, keep_logits: bool = False) -> list[Decoded]:
-    """Greedy outputs with the `template` ("teacher" or "student") prompt; answers via `extractor` or directly."""
+           extractor: Extractor | None = None, keep_logits: bool = False, on_batch=None) -> list[Decoded]:
+    """Greedy outputs with the `template` ("teacher" or "student") prompt; answers via `extractor` or directly.
+
+    `on_batch(done, total)` is called after each batch (progress, and the place a stop request is honoured).
+    """
     make_prompt = teacher_prompt if template == "teacher" else student_prompt
     prompts = [make_prompt(project, tokenizer, example) for example in inputs]
     max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
     generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size, which=template,
                              max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,
-                             keep_logits=keep_logits)
+                             keep_logits=keep_logits, on_batch=on_batch)
     decoded = []
     for prompt, output in zip(prompts, generated):
         span = None
@@ -68,13 +72,16 @@ def references_for(project: Project, inputs: list[dict], teacher: list[Decoded])
         return [decoded.answer for decoded in teacher]
     missing = sum(1 for example in inputs if example.get("label") is None)
     if missing:
-        raise EngineError(f"`eval.reference` = 'label', but {missing} of {len(inputs)} eval inputs have no label; "
+        raise MetricError(f"`eval.reference` = 'label', but {missing} of {len(inputs)} eval inputs have no label; "
                           "add labels to the inputs or set eval.reference = \"teacher\"")
     return [example["label"].strip() for example in inputs]
 
 
 def score(project: Project, answers: list[str], references: list[str], labels: list[str | None]) -> dict[str, float]:
-    """Mean of each configured metric (`answer_kl` is measured separately)."""
+    """Mean of each configured metric (`answer_kl` is measured separately).
+
+    Any failure is a `MetricError`: it comes after training, and the student is kept.
+    """
     results = {}
     for metric in project.eval.metrics:
         if metric == "answer_kl":
@@ -83,16 +90,42 @@ def score(project: Project, answers: list[str], references: list[str], labels: l
             # An empty reference (the teacher gave no answer) never counts as matched.
             values = [float(bool(reference) and answer == reference) for answer, reference in zip(answers, references)]
         elif metric == "accuracy":
-            if any(label is None for label in labels):
-                raise EngineError("`eval.metrics` has 'accuracy', which needs a label on every eval input")
+            missing = sum(1 for label in labels if label is None)
+            if missing:
+                raise MetricError(f"`eval.metrics` has 'accuracy', which needs a label on every eval input, but "
+                                  f"{missing} of {len(labels)} have none; add labels or remove 'accuracy'")
             values = [float(answer == label.strip()) for answer, label in zip(answers, labels)]
         elif metric == "rouge_l":
             values = rouge_l(answers, references)
         else:
-            function = load_callable(project.dir, metric, "eval.metrics")
-            values = [float(function(answer, reference)) for answer, reference in zip(answers, references)]
+            function = load_metric(project, metric)
+            values = [metric_value(function, answer, reference) for answer, reference in zip(answers, references)]
         results[metric] = round(sum(values) / max(1, len(values)), 4)
     return results
+
+
+def load_metric(project: Project, metric: str):
+    """A `module:function(prediction, reference) -> float` metric of the project (MetricError when it cannot load)."""
+    try:
+        return load_callable(project.dir, metric, "eval.metrics", "function(prediction, reference)")
+    except EngineError as error:
+        raise MetricError(str(error)) from error
+
+
+def metric_value(function, prediction: str, reference: str) -> float:
+    """One call of a project's metric; what it raises or a value that is not a number is a MetricError."""
+    try:
+        value = function(prediction, reference)
+    except EngineError as error:
+        raise MetricError(str(error)) from error
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, str) or not math.isfinite(number):
+        raise MetricError(f"{function.name} returned {value!r} ({type(value).__name__}) for "
+                          f"prediction={prediction!r}, reference={reference!r}: expected a finite number, e.g. 1.0")
+    return number
 
 
 def rouge_l(predictions: list[str], references: list[str]) -> list[float]:

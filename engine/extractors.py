@@ -40,7 +40,7 @@ class Extractor:
     def __init__(self, config: ExtractConfig, project_dir: Path):
         self.config = config
         self._pattern = re.compile(config.pattern) if config.kind == "regex" else None
-        self._function = (load_callable(project_dir, config.function, "extract.function")
+        self._function = (load_callable(project_dir, config.function, "extract.function", "function(text)")
                           if config.kind == "callable" else None)
 
     def find(self, text: str) -> ExtractedAnswer | None:
@@ -84,9 +84,11 @@ class Extractor:
         try:
             start, end = (int(value) for value in result)
         except (TypeError, ValueError):
-            raise EngineError(f"`extract.function` returned {result!r}: expected (start, end), a string, or None") from None
+            raise EngineError(f"{self._function.name} returned {result!r} ({type(result).__name__}) for the teacher "
+                              f"output {text[:80]!r}: expected (start, end), the answer string, or None") from None
         if not 0 <= start <= end <= len(text):
-            raise EngineError(f"`extract.function` returned ({start}, {end}) for a text of {len(text)} characters")
+            raise EngineError(f"{self._function.name} returned ({start}, {end}) for the teacher output {text[:80]!r} "
+                              f"of {len(text)} characters: expected 0 <= start <= end <= {len(text)}")
         return start, end
 
 

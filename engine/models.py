@@ -6,6 +6,7 @@ file should never be able to run code you did not write.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -32,11 +33,40 @@ def resolve_model_path(name: str, project_dir: Path | None = None) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
+    """`model.device` (already checked against auto|cpu|cuda|cuda:N|mps by config.py) on this machine."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError(f"`model.device` = {device!r}, but CUDA is not available here; use \"auto\" or \"cpu\"")
-    return torch.device(device)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError(f"`model.device` = {device!r}, but CUDA is not available here; use \"auto\" or \"cpu\"")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise EngineError(f"`model.device` = {device!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s), numbered from 0; use \"cuda\" or \"cuda:0\"")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EngineError("`model.device` = 'mps', but Apple's MPS is not available here; use \"auto\" or \"cpu\"")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise EngineError(f"`model.device` = {device!r}: not a device torch knows ({error})") from None
+
+
+REMOTE_CODE_WARNING = ("warning: `model.trust_remote_code` = true: Python code shipped with the model {name!r} will run "
+                       "on this machine with your rights; keep it only for a model source you trust")
+_warned_remote_code: set[str] = set()
+
+
+def remote_code_warning(config: ModelConfig) -> str | None:
+    """The warning a project that turns `trust_remote_code` on gets (None when it is off)."""
+    return REMOTE_CODE_WARNING.format(name=config.name) if config.trust_remote_code else None
+
+
+def _warn_remote_code(config: ModelConfig) -> None:
+    """Once per model per process, on stderr (the run's log when the TUI launched it)."""
+    warning = remote_code_warning(config)
+    if warning and config.name not in _warned_remote_code:
+        _warned_remote_code.add(config.name)
+        print(warning, file=sys.stderr)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -49,6 +79,7 @@ def load_tokenizer(config: ModelConfig, project_dir: Path | None = None):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(config.name, project_dir)
+    _warn_remote_code(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     except Exception as error:
@@ -71,6 +102,13 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     source = path or resolve_model_path(config.name, project_dir)
     device = device or resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
+    _warn_remote_code(config)
+    folder = Path(source)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        # Pickled weights can run code when loaded; the engine reads safetensors only (README, "Trust model").
+        raise EngineError(f"`model.name` = {config.name!r}: {source} holds only pickle weights (*.bin); the engine loads "
+                          "safetensors only. Convert them once: `AutoModelForCausalLM.from_pretrained(folder)"
+                          ".save_pretrained(folder, safe_serialization=True)` in a Python you trust")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=True, trust_remote_code=config.trust_remote_code)

@@ -9,13 +9,21 @@ so no eval input was ever distilled on.
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
+import math
 import random
 from pathlib import Path
 
-from engine.config import Project
+from engine.config import Project, read_text
 from engine.errors import EngineError
-from engine.usercode import load_callable
+from engine.usercode import UserFunction, load_callable
+
+# Above this many wanted inputs, a python source is first asked for a probe of this size, and
+# a probe full of duplicates fails at once with an estimate, instead of drawing millions of
+# inputs only to find too few unique ones (issue 11).
+PROBE_SIZE = 20_000
 
 
 def load_inputs(project: Project, model=None, tokenizer=None) -> tuple[list[dict], list[dict]]:
@@ -41,14 +49,12 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
     config = project.inputs
     rng = random.Random(config.seed)
     if config.source == "python":
-        function = load_callable(project.dir, config.function, "inputs.function")
+        function = load_callable(project.dir, config.function, "inputs.function", "function(rng, n, **inputs.options)")
+        if wanted > PROBE_SIZE:
+            _probe(function, config, wanted)
         # Ask for a margin of extra inputs: duplicates are dropped before the split.
-        try:
-            rows = function(rng, wanted + max(8, wanted // 10), **config.options)
-        except TypeError as error:
-            raise EngineError(f"`inputs.function` = {config.function!r} could not be called as "
-                              f"function(rng, n, **inputs.options): {error}") from None
-    elif config.source == "file":
+        return _python_rows(function, rng, wanted + max(8, wanted // 10), config.options)
+    if config.source == "file":
         rows = _read_file(project.dir / config.path, config)
         rng.shuffle(rows)
     elif config.source == "datasets":
@@ -61,11 +67,65 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
     return [_normalize(row, i) for i, row in enumerate(rows)]
 
 
-def _normalize(row, index: int) -> dict:
+EXAMPLE_INPUTS = '[{"input": "12+7", "label": "19"}, ...]'
+
+
+def _python_rows(function: UserFunction, rng: random.Random, n: int, options: dict) -> list[dict]:
+    """Call the project's input function and check what it returned: a list of dicts with `input`, or strings."""
+    result = function(rng, n, **options)
+    if result is None or isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
+        raise EngineError(f"{function.name} returned {_show(result)}: expected a list of n inputs, each a dict "
+                          f"with an `input` key (and optionally `label`) or a string, e.g. {EXAMPLE_INPUTS}")
+    try:
+        # A generator may be endless: take what was asked for (a list is used whole, as it always was).
+        rows = list(result) if isinstance(result, (list, tuple)) else list(itertools.islice(result, n))
+    except Exception as error:
+        raise function.failure(error) from error
+    rows = [_normalize(row, index, function.name + " returned") for index, row in enumerate(rows)]
+    return rows
+
+
+def _show(value, limit: int = 120) -> str:
+    """`5 (int)`: a value and its type, cut to one short line."""
+    text = repr(value)
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if value is None else f"{text} ({type(value).__name__})"
+
+
+def _probe(function: UserFunction, config, wanted: int) -> None:
+    """Fail fast when a small draw shows the source cannot give `wanted` unique inputs."""
+    probe = _unique(_python_rows(function, random.Random(config.seed), PROBE_SIZE, config.options))
+    if len(probe) >= 0.9 * PROBE_SIZE:
+        return
+    estimate = _population_estimate(PROBE_SIZE, len(probe))
+    # Twice the margin: a skewed distribution repeats more than a uniform one of the same size.
+    if 2 * estimate < wanted:
+        raise EngineError(
+            f"{function.name} gave {len(probe):,} unique inputs in a draw of {PROBE_SIZE:,}, which suggests about "
+            f"{estimate:,} distinct inputs in all, far fewer than `inputs.count` + `eval.count` = {wanted:,}; "
+            "lower the counts or widen the input distribution")
+
+
+def _population_estimate(draws: int, unique: int) -> int:
+    """N such that `draws` uniform draws from N things give `unique` distinct ones: unique = N (1 - e^(-draws/N))."""
+    low, high = float(unique), float(unique) * 1000
+    for _ in range(100):
+        middle = (low + high) / 2
+        if middle * (1 - math.exp(-draws / middle)) < unique:
+            low = middle
+        else:
+            high = middle
+    return round(high)
+
+
+def _normalize(row, index: int, source: str = "") -> dict:
     if isinstance(row, str):
         row = {"input": row}
-    if not isinstance(row, dict) or "input" not in row:
-        raise EngineError(f"input #{index} is {row!r}: every input must be a dict with an `input` key (or a string)")
+    if not isinstance(row, dict) or row.get("input") is None:
+        problem = "has no `input` key" if isinstance(row, dict) else "is not a dict or a string"
+        where = f"{source} a bad input (#{index})" if source else f"input #{index}"
+        raise EngineError(f"{where}: {_show(row)} {problem}; every input must be a dict with an `input` key "
+                          f"(and optionally `label`) or a string, e.g. {EXAMPLE_INPUTS}")
     row = dict(row)
     if row.get("label") is not None:
         row["label"] = str(row["label"])
@@ -82,9 +142,9 @@ def _unique(rows: list[dict]) -> list[dict]:
     return unique
 
 
-def _rename(row: dict, config) -> dict:
+def _rename(row: dict, config, where: str = "") -> dict:
     if config.input_field not in row:
-        raise EngineError(f"`inputs.input_field` = {config.input_field!r}: not a column (columns: {', '.join(row)})")
+        raise EngineError(f"{where}`inputs.input_field` = {config.input_field!r}: not a column (columns: {', '.join(map(str, row))})")
     renamed = {key: value for key, value in row.items()}
     renamed["input"] = row[config.input_field]
     if config.label_field in row:
@@ -93,22 +153,30 @@ def _rename(row: dict, config) -> dict:
 
 
 def _read_file(path: Path, config) -> list[dict]:
+    """A .jsonl or .csv pool. Data files are read, never run, so they may live outside the project folder."""
     if not path.exists():
         raise EngineError(f"`inputs.path` = {config.path!r}: no such file ({path})")
+    if path.suffix not in (".jsonl", ".csv"):
+        raise EngineError(f"`inputs.path` = {config.path!r}: expected a .jsonl or .csv file")
+    text = read_text(path, "inputs.path")
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise EngineError(f"{path}, line {number}: not valid JSON ({error})") from None
-    elif path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
-    else:
-        raise EngineError(f"`inputs.path` = {config.path!r}: expected a .jsonl or .csv file")
+            if not isinstance(row, dict):
+                raise EngineError(f"{path}, line {number}: expected a JSON object like {{\"input\": \"...\"}}, "
+                                  f"got {_show(row, 60)}")
+            rows.append(_rename(row, config, f"{path}, line {number}: "))
+        return rows
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise EngineError(f"{path}: not valid CSV ({error})") from None
     return [_rename(row, config) for row in rows]
 
 

@@ -1,0 +1,122 @@
+"""Start-up checks: what can be known before the teacher pass is known in seconds (issue 11, item 6).
+
+A mistake that shows only after the teacher pass or after training (a metric
+module that is missing, `eval.reference = "label"` on inputs without labels)
+costs the user the whole run. `preflight` finds these before any model is
+loaded; `ctxdistill check PROJECT_DIR` runs it on its own.
+
+What it checks, per operation: the project's functions import and take the
+arguments the engine passes; a custom metric returns a number on a label; the
+held-out inputs have the labels that `eval.reference` and `accuracy` need; the
+templates render the first input; and `model.device` exists on this machine.
+"""
+
+from __future__ import annotations
+
+import random
+
+from engine.config import Project
+from engine.errors import ConfigError, EngineError
+from engine.evaluate import load_metric, metric_value, references_for
+from engine.templates import render_prompts
+from engine.usercode import load_callable
+
+# {operation name: (distillation inputs, held-out inputs)}, as engine.run.load_all_inputs returns them.
+Inputs = dict[str, tuple[list[dict], list[dict]]]
+
+
+def preflight(project: Project, inputs: Inputs | None = None) -> None:
+    """Raise one ConfigError listing every problem found; `inputs` (when drawn) enables the label checks."""
+    problems = preflight_problems(project, inputs)
+    if problems:
+        raise ConfigError(project.file, problems)
+
+
+def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[str]:
+    from engine.models import resolve_device
+
+    problems = []
+    try:
+        resolve_device(project.model.device)
+    except EngineError as error:
+        problems.append(str(error))
+    for operation in project.operations:
+        where = f" (operation {operation.name})" if project.combined else ""
+        drawn = (inputs or {}).get(operation.name)
+        for problem in _operation_problems(project.for_operation(operation.name), drawn):
+            problems.append(problem + where)
+    return list(dict.fromkeys(problems))  # metrics are shared: report each once
+
+
+def _operation_problems(view: Project, drawn: tuple[list[dict], list[dict]] | None) -> list[str]:
+    problems = []
+    if view.inputs.source == "python" and drawn is None:  # drawing the inputs calls it anyway
+        problems += _call_problems(lambda: load_callable(view.dir, view.inputs.function, "inputs.function",
+                                                         "function(rng, n, **inputs.options)"),
+                                   random.Random(0), 1, **view.inputs.options)
+    if view.extract.kind == "callable":
+        problems += _call_problems(lambda: load_callable(view.dir, view.extract.function, "extract.function",
+                                                         "function(text)"), "text")
+    held_out = drawn[1] if drawn else []
+    labelled = [example["label"] for example in held_out if example.get("label") is not None]
+    for metric in view.eval.metrics:
+        if ":" not in metric:
+            continue
+        unusable = _call_problems(lambda: load_metric(view, metric), "prediction", "reference")
+        problems += unusable
+        if labelled and not unusable:
+            try:  # a perfect prediction, scored the way evaluation will score it
+                metric_value(load_metric(view, metric), labelled[0].strip(), labelled[0].strip())
+            except EngineError as error:
+                problems.append(str(error))
+    if drawn:
+        if view.eval.reference == "label":
+            try:
+                references_for(view, held_out, [])
+            except EngineError as error:
+                problems.append(str(error))
+        missing = len(held_out) - len(labelled)
+        if "accuracy" in view.eval.metrics and missing:
+            problems.append(f"`eval.metrics` has 'accuracy', which compares answers with labels, but {missing} of "
+                            f"{len(held_out)} held-out inputs have no label; add labels or remove 'accuracy'")
+        if drawn[0]:
+            try:
+                render_prompts(view, drawn[0][0])
+            except EngineError as error:
+                problems.append(f"{error} (rendering the first input, {drawn[0][0].get('input')!r})")
+    return problems
+
+
+def _call_problems(load, *args, **kwargs) -> list[str]:
+    """A function that does not load, or whose signature does not take `args` (it is not called)."""
+    try:
+        function = load()
+    except EngineError as error:
+        return [str(error)]
+    problem = function.signature_problem(*args, **kwargs)
+    return [f"{function.name} cannot be called as {function.call_as}: {problem}"] if problem else []
+
+
+def project_warnings(project: Project) -> list[str]:
+    """Things that are allowed but deserve a word before a run (shown by `check` and the CLI)."""
+    from engine.models import remote_code_warning
+
+    warning = remote_code_warning(project.model)
+    return [warning] if warning else []
+
+
+def check_project(project: Project) -> str:
+    """`ctxdistill check`: draw the inputs and run the start-up checks, without any model; a summary line per operation."""
+    from engine.sources import load_inputs
+
+    inputs: Inputs = {}
+    lines = []
+    for operation in project.operations:
+        if operation.inputs.source == "fewshot":
+            lines.append(f"operation {operation.name}: inputs are sampled from the model at run time (not checked here)")
+            continue
+        inputs[operation.name] = load_inputs(project.for_operation(operation.name))
+        distill, held_out = inputs[operation.name]
+        lines.append(f"operation {operation.name}: {len(distill)} distillation inputs, {len(held_out)} held out")
+    preflight(project, inputs)
+    return "\n".join(project_warnings(project) + lines + [f"{project.file}: ok"])
