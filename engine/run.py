@@ -34,6 +34,7 @@ from engine.models import load_model, load_tokenizer
 from engine.sources import load_inputs
 from engine.stage_eval import evaluate_stage, overwrite_matrix
 from engine.teacher import KEY_FILE, load_cache, teacher_pass
+from engine.train import STOP_FILE, StopSignal, train
 
 RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student", "metrics.json", "samples.jsonl")
 
@@ -69,12 +70,14 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
                 run_dir=str(run_dir), processes=state.num_processes,
                 stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
+    stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
     try:
         inputs = load_all_inputs(project, events)
         results, previous, teacher_memo = {}, None, {}
         for index, stage in enumerate(project.stages):
             events.set_scope(stage.name, None)
-            results[stage.name] = run_stage(project, index, layout, inputs, previous, events, state, resume, teacher_memo)
+            results[stage.name] = run_stage(project, index, layout, inputs, previous, events, state, resume,
+                                            teacher_memo, stop.requested)
             previous = layout.student_dir(stage)
         metrics = None
         if state.is_main_process:
@@ -94,7 +97,8 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
         events.emit("done", stage="done", status="failed", message=f"{type(error).__name__}: {error}")
         raise
     finally:
-        (run_dir / "STOP").unlink(missing_ok=True)
+        stop.restore()
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
         events.close()
 
 
@@ -116,7 +120,7 @@ def load_all_inputs(project: Project, events) -> dict[str, tuple[list[dict], lis
 
 
 def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, previous: Path | None,
-              events, state, resume: bool, teacher_memo: dict) -> dict[str, dict]:
+              events, state, resume: bool, teacher_memo: dict, stop_requested) -> dict[str, dict]:
     """One stage: teacher pass per operation, training, evaluation -> {operation: metrics}."""
     stage = project.stages[index]
     student_dir = layout.student_dir(stage)
@@ -139,8 +143,8 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
         examples += built
     events.set_scope(stage.name, None)
 
-    from engine.train import train
-
+    if stop_requested():  # asked during the teacher pass's last batch: stop before training starts
+        raise StopRequested()
     if resume and is_saved_model(student_dir):
         events.emit("status", stage="train", message="the student was already trained before the stop; not training it again")
     else:
@@ -157,7 +161,8 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
                                     Extractor(view.extract, project.dir), events)
     metrics = None
     if state.is_main_process:
-        metrics = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines, teacher_memo)
+        metrics = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines, teacher_memo,
+                                          stop_requested)
     state.wait_for_everyone()
     return metrics if metrics is not None else read_stage_metrics(project, layout, stage)
 
@@ -186,12 +191,13 @@ def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dic
 
 
 def evaluate_and_save_stage(project: Project, index: int, layout: RunLayout, inputs: dict, previous: Path | None,
-                            events, baselines: dict[str, str] | None = None, teacher_memo: dict | None = None) -> dict[str, dict]:
+                            events, baselines: dict[str, str] | None = None, teacher_memo: dict | None = None,
+                            stop_requested=lambda: False) -> dict[str, dict]:
     """Evaluate a stage and write its metrics and samples (the stage's metrics file marks it finished)."""
     stage = project.stages[index]
     teacher_weights = previous if stage.teacher == "previous" else None
     metrics, samples, seconds = evaluate_stage(project, index, inputs, layout.student_dir(stage), previous,
-                                               teacher_weights, events, baselines, teacher_memo)
+                                               teacher_weights, events, baselines, teacher_memo, stop_requested)
     rows = samples if project.combined else [
         {key: value for key, value in row.items() if key not in ("stage_name", "operation")} for row in samples]
     atomic.write_text(layout.stage_samples(stage), "".join(json.dumps(row) + "\n" for row in rows))

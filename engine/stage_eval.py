@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.config import Project
+from engine.errors import StopRequested
 from engine.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
 from engine.extractors import Extractor
 from engine.models import load_model
@@ -41,13 +42,26 @@ def loaded(project: Project, path: Path | None):
 
 def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path, previous: Path | None,
                    teacher_weights: Path | None, events, baselines: dict[str, str] | None = None,
-                   teacher_memo: dict | None = None):
+                   teacher_memo: dict | None = None, stop_requested=lambda: False):
     """({operation: metrics}, sample rows, seconds) for stage `index`.
 
     `teacher_memo` (one dict per run) keeps the teacher's outputs between stages: the
-    base teacher scores an operation the same way after every stage.
+    base teacher scores an operation the same way after every stage. `stop_requested`
+    is checked after every batch (a stopped evaluation is redone whole on resume).
     """
     teacher_memo = {} if teacher_memo is None else teacher_memo
+
+    def progress(which: str):
+        started = time.time()
+
+        def on_batch(done: int, total: int) -> None:
+            elapsed = time.time() - started
+            events.emit("progress", stage="eval", which=which, step=done, total_steps=total, unit="inputs",
+                        elapsed_s=round(elapsed, 2), eta_s=round(elapsed / done * (total - done), 2))
+            if stop_requested():
+                raise StopRequested()
+        return on_batch
+
     stage = project.stages[index]
     started = time.time()
     names = operations_so_far(project, index)
@@ -63,11 +77,12 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
     events.emit("status", stage="eval", message=f"evaluating the teacher on {sum(map(len, held_out.values()))} held-out inputs")
     with loaded(project, teacher_weights) as (model, tokenizer):
         for name in names:
+            events.set_scope(stage.name, name)
             key = (str(teacher_weights), name, stage.distill.seed)
             if key not in teacher_memo:
                 # answer_kl needs the teacher's logits at its answer: the most direct test of distillation.
                 teacher_memo[key] = decode(views[name], model, tokenizer, held_out[name], "teacher",
-                                           extractors[name], keep_logits=True)
+                                           extractors[name], keep_logits=True, on_batch=progress("teacher"))
             teacher[name] = teacher_memo[key]
             references[name] = references_for(views[name], held_out[name], teacher[name])
             results[name]["teacher"] = _score(views[name], teacher[name], references[name], held_out[name])
@@ -79,7 +94,9 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         same_weights = previous == teacher_weights
         with (_reuse(model, tokenizer) if same_weights else loaded(project, previous)) as (start_model, _):
             for name in names:
-                before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student")
+                events.set_scope(stage.name, name)
+                before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student",
+                                      on_batch=progress("student_before"))
                 results[name]["student_before"] = _score(views[name], before[name], references[name], held_out[name])
                 kl_before[name] = answer_kl(views[name], start_model, tokenizer, held_out[name], teacher[name])
                 announce("student_before", name, results[name]["student_before"])
@@ -89,15 +106,17 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
     after, kept = {}, {}
     with loaded(project, student_dir) as (model, tokenizer):
         for name in names:
+            events.set_scope(stage.name, name)
             view = views[name]
-            after[name] = decode(view, model, tokenizer, held_out[name], "student")
+            after[name] = decode(view, model, tokenizer, held_out[name], "student", on_batch=progress("student_after"))
             results[name]["student_after"] = _score(view, after[name], references[name], held_out[name])
             results[name]["answer_kl"] = {"before": kl_before[name],
                                           "after": answer_kl(view, model, tokenizer, held_out[name], teacher[name])}
             announce("student_after", name, results[name]["student_after"])
             if project.eval.teacher_template_for_student:
                 # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
-                kept[name] = decode(view, model, tokenizer, held_out[name], "teacher", extractors[name])
+                kept[name] = decode(view, model, tokenizer, held_out[name], "teacher", extractors[name],
+                                    on_batch=progress("student_after_teacher_template"))
                 results[name]["student_after_teacher_template"] = _score(view, kept[name], references[name], held_out[name])
                 announce("student_after_teacher_template", name, results[name]["student_after_teacher_template"])
 

@@ -107,7 +107,7 @@ def test_events_in_order_with_finite_losses(finished):
     assert events[-1]["status"] == "completed"
     assert events[0]["project_dir"] == str(project.resolve())
     assert any(event["type"] == "status" and event.get("cache") == "miss" for event in events)
-    teacher_progress = [event for event in events if event["type"] == "progress"]
+    teacher_progress = [event for event in events if event["type"] == "progress" and event["stage"] == "teacher"]
     assert teacher_progress[-1]["unit"] == "inputs" and teacher_progress[-1]["step"] == teacher_progress[-1]["total_steps"] == 8
     train = [event for event in events if event["type"] == "train"]
     assert [event["step"] for event in train] == list(range(1, MAX_STEPS + 1))
@@ -125,7 +125,7 @@ def test_second_run_reuses_the_teacher_cache(finished):
     hits = [event for event in events if event["type"] == "status" and event.get("cache") is not None]
     assert [event["cache"] for event in hits] == ["hit"]
     assert hits[0]["source"] == str(first_run / "teacher")
-    assert not [event for event in events if event["type"] == "progress" and event.get("unit") == "inputs"]
+    assert not [event for event in events if event["type"] == "progress" and event["stage"] == "teacher"]
     assert (second_run / "teacher" / "labels.pt").read_bytes() == (first_run / "teacher" / "labels.pt").read_bytes()
     assert events[-1]["type"] == "done" and events[-1]["status"] == "completed"
     # Same teacher labels, same seed: the same training.
