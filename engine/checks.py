@@ -44,7 +44,8 @@ def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[s
         where = f" (operation {operation.name})" if project.combined else ""
         drawn = (inputs or {}).get(operation.name)
         for problem in _operation_problems(project.for_operation(operation.name), drawn):
-            problems.append(problem + where)
+            first, newline, rest = problem.partition("\n")
+            problems.append(first + where + newline + rest)
     return list(dict.fromkeys(problems))  # metrics are shared: report each once
 
 

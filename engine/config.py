@@ -264,11 +264,11 @@ def read_text(path: Path, key: str = "") -> str:
         line = data.count(b"\n", 0, error.start) + 1
         byte = data[error.start]
         if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            guess = "it looks like UTF-16"
+            guess, encoding = "it looks like UTF-16", "utf-16"
         else:
-            guess = "perhaps it is Latin-1 or Windows-1252"
+            guess, encoding = "perhaps it is Latin-1 or Windows-1252", "latin1"
         raise EngineError(f"{named} is not UTF-8 text: byte 0x{byte:02x} at byte offset {error.start} (line {line}); "
-                          f"{guess}: save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}`") from None
+                          f"{guess}: save it as UTF-8, e.g. `iconv -f {encoding} -t utf-8 {path.name} > utf8-{path.name}`") from None
 
 
 def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
@@ -522,7 +522,8 @@ def _range_problems(config, prefix: str) -> list[str]:
         if spec.name == "count" and maximum is not None and value > maximum:
             why = ("; every input is drawn at once and passed through the teacher, "
                    "so split a bigger job into several runs")
-        problems.append(f"`{prefix}{spec.name}` = {value!r}: expected {kind} {' and '.join(bounds)}{why}")
+        of = "of " if minimum is not None else ""
+        problems.append(f"`{prefix}{spec.name}` = {value!r}: expected {kind} {of}{' and '.join(bounds)}{why}")
     return problems
 
 

@@ -15,7 +15,8 @@ class ConfigError(EngineError):
     def __init__(self, path, problems: list[str]):
         self.path = path
         self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        # A problem may run over several lines (a user's frames): they stay under its bullet.
+        lines = "\n".join(f"  - {problem}".replace("\n", "\n    ") for problem in self.problems)
         super().__init__(f"{path}: {len(self.problems)} problem(s)\n{lines}")
 
 

@@ -92,7 +92,12 @@ def describe_exception(error: BaseException, project_dir: Path) -> str:
         lines = [f"SyntaxError: {error.msg}", f"  {where}, line {error.lineno}: {(error.text or '').strip()}"]
     frames = [(frame, where) for frame in traceback.extract_tb(error.__traceback__)
               if (where := _relative(Path(frame.filename), project_dir)) is not None]
-    for frame, where in frames[-MAX_FRAMES:]:
+    shown = []
+    for frame, where in frames:
+        if shown and (shown[-1][1], shown[-1][0].lineno) == (where, frame.lineno):
+            continue  # a comprehension's own frame on the same line says nothing new
+        shown.append((frame, where))
+    for frame, where in shown[-MAX_FRAMES:]:
         code = f": {frame.line.strip()}" if frame.line else ""
         lines.append(f"  {where}, line {frame.lineno}, in {frame.name}{code}")
     return "\n".join(lines)
