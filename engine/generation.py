@@ -239,7 +239,8 @@ def cut_output(tokenizer, ids: list[int], eos_ids: set[int], stops: list[str]) -
 
 
 def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_batch=None, on_output=None,
-                 reuse_prefix: bool = True, **options) -> list:
+                 reuse_prefix: bool = True, seed: int | None = None, finished_batch=None, on_batch_done=None,
+                 **options) -> list:
     """Generate for every prompt, in batches sorted by length (less padding).
 
     `on_output(index, generated)` replaces each output as soon as its batch is done.
@@ -247,6 +248,12 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     kept in `Generated.steps`; `indices` are the rows' indices in `prompts` (so each input can
     draw from its own generator). The teacher makes its sparse labels there, so dense logits
     never pile up. `reuse_prefix` encodes the prompts' common token prefix once for all batches.
+
+    Resumable teacher passes: with `seed`, sampling is reseeded before every batch, so a batch
+    samples the same tokens whether or not the batches before it ran in this process;
+    `finished_batch(number, indices)` may return a batch's results kept from an earlier,
+    interrupted pass (that batch is then not generated again), and `on_batch_done(number,
+    indices, results)` sees each batch's results as soon as they exist (to keep them).
     """
     on_step = options.pop("on_step", None)
     prompt_ids = encode_prompts(tokenizer, prompts)
@@ -254,13 +261,22 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     prefix = encode_shared_prefix(model, prompt_ids) if reuse_prefix and prompt_ids else None
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     results: list[Generated | None] = [None] * len(prompts)
-    for first in range(0, len(order), batch_size):
+    for number, first in enumerate(range(0, len(order), batch_size)):
         chunk = order[first: first + batch_size]
-        batch_on_step = (lambda logits, chunk=chunk: on_step(logits, chunk)) if on_step is not None else None
-        batch = generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], prefix=prefix,
-                               on_step=batch_on_step, **options)
-        for index, generated in zip(chunk, batch):
-            results[index] = on_output(index, generated) if on_output is not None else generated
+        kept = finished_batch(number, chunk) if finished_batch is not None else None
+        if kept is not None:
+            for index, result in zip(chunk, kept):
+                results[index] = result
+        else:
+            if seed is not None:
+                torch.manual_seed(seed * 1_000_003 + number)
+            batch_on_step = (lambda logits, chunk=chunk: on_step(logits, chunk)) if on_step is not None else None
+            batch = generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], prefix=prefix,
+                                   on_step=batch_on_step, **options)
+            for index, generated in zip(chunk, batch):
+                results[index] = on_output(index, generated) if on_output is not None else generated
+            if on_batch_done is not None:
+                on_batch_done(number, chunk, [results[index] for index in chunk])
         if on_batch is not None:
             on_batch(min(first + batch_size, len(order)), len(order))
     return results

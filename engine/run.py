@@ -129,7 +129,7 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
         return read_stage_metrics(project, layout, stage)
     layout.checkpoints_dir(stage).mkdir(parents=True, exist_ok=True)
     teacher_weights = previous if stage.teacher == "previous" else None
-    records = teacher_stage(project, stage, layout, inputs, teacher_weights, events, state)
+    records = teacher_stage(project, stage, layout, inputs, teacher_weights, events, state, stop_requested)
 
     tokenizer = load_tokenizer(project.model, project.dir)
     examples = []
@@ -168,7 +168,7 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
 
 
 def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dict, teacher_weights: Path | None,
-                  events, state) -> dict:
+                  events, state, stop_requested=lambda: False) -> dict:
     """{operation: teacher records}: the teacher pass on the main process; the other processes read its caches."""
     records = {}
     if state.is_main_process:
@@ -176,7 +176,8 @@ def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dic
         for name in stage.operations:
             events.set_scope(stage.name, name)
             records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
-                                         layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights)
+                                         layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights,
+                                         stop_requested)
         events.set_scope(stage.name, None)
         del model
         gc.collect()

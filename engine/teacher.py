@@ -36,11 +36,11 @@ import torch
 
 from engine import atomic
 from engine.config import Project
-from engine.errors import EngineError
+from engine.errors import EngineError, StopRequested
 from engine.generation import Generated, generate_all
 from engine.templates import apply_chat_template, render_student, render_teacher
 
-CACHE_FORMAT = 2  # 2: labels sampled batch by batch
+CACHE_FORMAT = 3  # 3: labels drawn step by step, one generator per input, every batch reseeded (resumable)
 
 
 @dataclass
@@ -123,7 +123,8 @@ def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num
 
     `probs` instead of `logits`: an already averaged distribution (an ensemble's).
     """
-    probs = torch.softmax(logits.float(), dim=-1) if probs is None else probs
+    if probs is None and kind != "hard":
+        probs = torch.softmax(logits.float(), dim=-1)
     ids_per_position, probs_per_position = [], []
     if kind == "sampled":
         draws = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
@@ -145,37 +146,93 @@ def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num
             torch.cat(probs_per_position).float() if probs_per_position else torch.zeros(0))
 
 
-def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=None) -> list[TeacherRecord]:
-    """Sample the teacher on every input and compute its sparse labels (averaged over an ensemble)."""
+def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=None, partial: Path | None = None,
+                stop_requested=lambda: False) -> list[TeacherRecord]:
+    """Sample the teacher on every input and compute its sparse labels (averaged over an ensemble).
+
+    Labels are drawn as the tokens are generated (no batch keeps its logits), each input
+    from its own seeded generator, and every batch is reseeded: so the batches finished
+    before a stop, kept in `partial`, are not generated again on resume, and the result
+    is the same as an uninterrupted pass.
+    """
     config, distill = project.generate, project.distill
     ensembles = [teacher_prompts(project, tokenizer, example) for example in inputs]
     prompts = [prompts[0] for prompts in ensembles]
-    torch.manual_seed(distill.seed)
-    generator = torch.Generator().manual_seed(distill.seed)
-    started = time.time()
+    generators = [torch.Generator().manual_seed(distill.seed * 1_000_003 + index) for index in range(len(inputs))]
     single = project.teacher.ensemble == 1
+    kept = KeptBatches(partial, distill.num_samples if distill.labels == "sampled" else None) if partial else None
+    started = time.time()
+
+    def step_labels(logits: torch.Tensor, indices: list[int]) -> list:
+        return [sparse_labels(logits[row: row + 1], [], distill.labels, distill.num_samples, distill.top_k,
+                              generators[index]) for row, index in enumerate(indices)]
 
     def on_batch(done: int, total: int):
         if events is not None:
             elapsed = time.time() - started
             events.emit("progress", step=done, total_steps=total, elapsed_s=round(elapsed, 2),
                         eta_s=round(elapsed / done * (total - done), 2), unit="inputs")
+        if stop_requested():  # the batch is kept already: a resume continues after it
+            raise StopRequested()
 
     def to_record(index: int, output: Generated) -> TeacherRecord:
-        if single:
-            offsets, ids, probs = sparse_labels(output.logits, output.output_ids, distill.labels,
-                                                distill.num_samples, distill.top_k, generator)
+        if distill.labels == "hard":
+            labels = sparse_labels(None, output.output_ids, "hard", 0, 0, generators[index])
+        elif single:
+            labels = joined_step_labels(output.steps or [])
         else:
             averaged = ensemble_probs(model, tokenizer, ensembles[index], output.output_ids)
-            offsets, ids, probs = sparse_labels(None, output.output_ids, distill.labels, distill.num_samples,
-                                                distill.top_k, generator, probs=averaged)
-        return TeacherRecord(inputs[index], prompts[index], output.output_ids, output.text, offsets, ids, probs)
+            labels = sparse_labels(None, output.output_ids, distill.labels, distill.num_samples, distill.top_k,
+                                   generators[index], probs=averaged)
+        return TeacherRecord(inputs[index], prompts[index], output.output_ids, output.text, *labels)
 
-    records = generate_all(
+    return generate_all(
         model, tokenizer, prompts, batch_size=config.batch_size, on_batch=on_batch, on_output=to_record,
         which="teacher", max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-        top_p=config.top_p, top_k=config.top_k, stops=config.stop, keep_logits=single)
-    return records
+        top_p=config.top_p, top_k=config.top_k, stops=config.stop, seed=distill.seed,
+        on_step=step_labels if single and distill.labels != "hard" else None,
+        reuse_prefix=getattr(config, "reuse_prefix", True),
+        finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None)
+
+
+def joined_step_labels(steps: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One (offsets, ids, probs) per generated token -> the output's (offsets, ids, probs)."""
+    if not steps:
+        return torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    lengths = torch.tensor([0] + [len(step[1]) for step in steps])
+    return lengths.cumsum(0), torch.cat([step[1] for step in steps]).long(), torch.cat([step[2] for step in steps]).float()
+
+
+class KeptBatches:
+    """The finished batches of an interrupted teacher pass, one file each in `folder` (the cache's `partial/`)."""
+
+    def __init__(self, folder: Path, num_samples: int | None):
+        self.folder, self.num_samples = Path(folder), num_samples
+
+    def _file(self, number: int) -> Path:
+        return self.folder / f"batch-{number:06d}.pt"
+
+    def save(self, number: int, indices: list[int], records: list[TeacherRecord]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        rows = [{"index": index, **_stored_labels(record, self.num_samples),
+                 "input": json.dumps(record.input), "prompt": record.prompt, "output": record.text}
+                for index, record in zip(indices, records)]
+        with atomic.replacing(self._file(number)) as temporary:
+            torch.save(rows, temporary)
+
+    def load(self, number: int, indices: list[int]) -> list[TeacherRecord] | None:
+        try:
+            rows = torch.load(self._file(number), weights_only=True)
+        except Exception:  # absent, or damaged by a kill: generate this batch again
+            return None
+        if [row["index"] for row in rows] != list(indices):
+            return None
+        return [TeacherRecord(json.loads(row["input"]), row["prompt"], list(row["output_ids"]), row["output"],
+                              row["label_offsets"], row["label_ids"].long(), _stored_probs(row, self.num_samples))
+                for row in rows]
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("batch-*.pt"))) if self.folder.exists() else 0
 
 
 @torch.no_grad()
@@ -203,7 +260,7 @@ def ensemble_probs(model, tokenizer, prompts: list[str], output_ids: list[int]) 
 
 # --- the cache on disk -------------------------------------------------------
 
-LABELS_FILE, OUTPUTS_FILE, KEY_FILE = "labels.pt", "outputs.jsonl", "key.json"
+LABELS_FILE, OUTPUTS_FILE, KEY_FILE, PARTIAL_DIR = "labels.pt", "outputs.jsonl", "key.json", "partial"
 
 
 def save_cache(folder: Path, key: str, records: list[TeacherRecord], seconds: float, num_samples: int | None = None) -> None:
@@ -239,13 +296,14 @@ def load_cache(folder: Path) -> list[TeacherRecord]:
         raise EngineError(f"{folder}: the teacher cache is cut short ({len(rows)} outputs, {len(tensors)} label sets, "
                           f"{meta.get('count')} expected); delete the folder to run the teacher again")
 
-    def probs(stored: dict) -> torch.Tensor:
-        if "label_counts" in stored:
-            return stored["label_counts"].float() / meta["num_samples"]
-        return stored["label_probs"].float()  # float16 in caches written before counts were kept
-
     return [TeacherRecord(row["input"], row["prompt"], list(t["output_ids"]), row["output"], t["label_offsets"],
-                          t["label_ids"].long(), probs(t)) for row, t in zip(rows, tensors)]
+                          t["label_ids"].long(), _stored_probs(t, meta.get("num_samples"))) for row, t in zip(rows, tensors)]
+
+
+def _stored_probs(stored: dict, num_samples: int | None) -> torch.Tensor:
+    if "label_counts" in stored:
+        return stored["label_counts"].float() / num_samples
+    return stored["label_probs"].float()  # float16 in caches written before counts were kept
 
 
 def is_whole(folder: Path, key: str) -> bool:
@@ -278,7 +336,7 @@ def find_cache(runs_dir: Path, key: str) -> Path | None:
 
 
 def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder: Path, runs_dir: Path, events,
-                 teacher_weights: Path | None = None) -> list[TeacherRecord]:
+                 teacher_weights: Path | None = None, stop_requested=lambda: False) -> list[TeacherRecord]:
     """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`."""
     key = cache_key(project, inputs, teacher_weights)
     found = folder if is_whole(folder, key) else find_cache(runs_dir, key)
@@ -289,9 +347,17 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
         events.emit("status", stage="teacher", message=f"teacher cache hit ({key}), no generation needed",
                     cache="hit", key=key, source=str(found or folder))
         return load_cache(folder)
-    events.emit("status", stage="teacher", message=f"teacher generating {len(inputs)} outputs", cache="miss", key=key)
+    partial = folder / PARTIAL_DIR
+    if partial.exists() and (partial / KEY_FILE).exists() and json.loads((partial / KEY_FILE).read_text()).get("key") != key:
+        shutil.rmtree(partial)  # batches of another teacher (the project changed): never mixed in
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(partial / KEY_FILE, json.dumps({"key": key}))
+    num_samples = project.distill.num_samples if project.distill.labels == "sampled" else None
+    resumed = KeptBatches(partial, num_samples).count()
+    events.emit("status", stage="teacher", message=f"teacher generating {len(inputs)} outputs"
+                + (f" ({resumed} batch(es) kept from the interrupted pass)" if resumed else ""), cache="miss", key=key)
     started = time.time()
-    records = run_teacher(project, model, tokenizer, inputs, events)
-    save_cache(folder, key, records, time.time() - started,
-               project.distill.num_samples if project.distill.labels == "sampled" else None)
+    records = run_teacher(project, model, tokenizer, inputs, events, partial, stop_requested)
+    save_cache(folder, key, records, time.time() - started, num_samples)
+    shutil.rmtree(partial, ignore_errors=True)
     return records
