@@ -97,11 +97,14 @@ def default_project() -> Path:
 
 def command_run(args) -> int:
     from engine.config import load_project
-    from engine.run import new_run_dir, project_of_run, run
+    from engine.resume import project_for_resume
+    from engine.run import new_run_dir, run
 
     if args.resume:
         run_dir = args.resume
-        project = project_of_run(run_dir)
+        project, adopted = project_for_resume(run_dir)
+        if adopted:
+            print(f"resuming with the project file's new {', '.join(adopted)}")
     else:
         project = load_project(args.project_dir or default_project())
         run_dir = args.run_dir or new_run_dir(project)

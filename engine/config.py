@@ -51,6 +51,8 @@ class ModelConfig:
     device: str = option("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, or mps.")
     trust_remote_code: bool = option(False, "Allow model code from the hub folder (off: safetensors + built-in classes only).")
     chat_template: bool = option(False, "Wrap rendered prompts in the tokenizer's chat template (for chat models).")
+    threads: int = option(0, "CPU threads for torch (0 = OMP_NUM_THREADS if set, else half the usable CPUs; "
+                             "1 on a shared machine).")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class GenerateConfig:
     top_k: int = option(0, "Sample only among the k most likely tokens (0 = off).")
     stop: list = option([], "Stop strings (non-empty): generation of an output ends at the first one (it is kept in the output).")
     batch_size: int = option(32, "Inputs generated at once.", minimum=1)
+    reuse_prefix: bool = option(True, "Encode the prompts' common token prefix once and reuse its KV cache in every batch.")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class DistillConfig:
     log_every: int = option(1, "Emit a train event every N steps.", minimum=1)
     mixed_precision: str = option("auto", "auto (bf16 on CUDA), no, bf16, fp16.", ("auto", "no", "bf16", "fp16"))
     num_processes: int = option(1, "Processes for `accelerate launch` (the TUI launches through it when > 1).", minimum=1)
+    vocab_chunk: int = option(0, "Apply the LM head to the answer rows this many vocabulary entries at a time "
+                                 "(0 = all at once; set e.g. 32768 for 128k vocabularies to cut peak memory).")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
     max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
     generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size, which=template,
                              max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,
-                             keep_logits=keep_logits, on_batch=on_batch)
+                             on_batch=on_batch, reuse_prefix=project.generate.reuse_prefix)
     decoded = []
     for prompt, output in zip(prompts, generated):
         span = None
@@ -59,10 +59,43 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
         else:
             answer = direct_answer(output.text, project.generate.stop)
         decoded.append(Decoded(prompt, len(output.prompt_ids), output.text, output.output_ids,
-                               len(output.output_ids), answer, span,
-                               # Only the answer's rows: a real vocabulary makes whole outputs' logits gigabytes.
-                               output.logits[span[0]:span[1]].clone() if span and output.logits is not None else None))
+                               len(output.output_ids), answer, span))
+    if keep_logits:
+        keep_answer_logits(model, generated, decoded, project.eval.batch_size)
     return decoded
+
+
+@torch.no_grad()
+def keep_answer_logits(model, generated: list, decoded: list[Decoded], batch_size: int) -> None:
+    """Each answer's own rows of logits, from one forward pass over prompt + output.
+
+    Only the answer's rows: a real vocabulary makes whole outputs' logits gigabytes,
+    so generation keeps none and the LM head runs at the answer positions only.
+    """
+    from engine.student_forward import answer_logits
+
+    wanted = [index for index, d in enumerate(decoded) if d.span is not None and d.span[1] > d.span[0]]
+    for first in range(0, len(wanted), batch_size):
+        chunk = wanted[first: first + batch_size]
+        sequences = [generated[i].prompt_ids + decoded[i].output_ids for i in chunk]
+        width = max(len(ids) for ids in sequences)
+        input_ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        positions = []
+        for row, (index, ids) in enumerate(zip(chunk, sequences)):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+            start, end = decoded[index].span
+            prompt_length = len(generated[index].prompt_ids)
+            # The logits at position t predict token t + 1.
+            positions += [(row, prompt_length - 1 + j) for j in range(start, end)]
+        rows = answer_logits(model, input_ids.to(model.device), attention_mask.to(model.device),
+                             torch.tensor(positions)).float().cpu()
+        offset = 0
+        for index in chunk:
+            length = decoded[index].span[1] - decoded[index].span[0]
+            decoded[index].answer_logits = rows[offset: offset + length]
+            offset += length
 
 
 # --- scores --------------------------------------------------------------------

@@ -24,16 +24,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine import atomic
-from engine.config import Project, Stage, project_from_toml_text, project_to_toml
+from engine.config import Project, Stage, project_to_toml
 from engine.data import build_examples
-from engine.errors import EngineError, StopRequested
-from engine.events import EventWriter, read_events
+from engine.checks import preflight, project_warnings
+from engine.errors import EngineError, MetricError, StopRequested
+from engine.events import EventWriter
 from engine.extractors import Extractor
 from engine.layout import RunLayout, is_saved_model, publish_student
 from engine.models import load_model, load_tokenizer
+from engine.resume import project_for_resume
 from engine.sources import load_inputs
 from engine.stage_eval import evaluate_stage, overwrite_matrix
 from engine.teacher import KEY_FILE, load_cache, teacher_pass
+from engine.threads import configure_threads
 from engine.train import STOP_FILE, StopSignal, train
 
 RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student", "metrics.json", "samples.jsonl")
@@ -45,20 +48,12 @@ def new_run_dir(project: Project, runs_dir: Path | None = None) -> Path:
     return (runs_dir or project.dir / "runs") / f"{stamp}-{project.name}"
 
 
-def project_of_run(run_dir: Path) -> Project:
-    """The project as launched (run_dir/project.toml), with its folder from the run's first event."""
-    events = read_events(run_dir / "events.jsonl")
-    project_dir = next((event["project_dir"] for event in events if "project_dir" in event), None)
-    if project_dir is None:
-        raise EngineError(f"{run_dir}: not a run folder (its events.jsonl does not name a project)")
-    return project_from_toml_text(project_dir, (run_dir / "project.toml").read_text(encoding="utf-8"))
-
-
 def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> dict | None:
     """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
     from accelerate import PartialState
 
     state = PartialState()
+    threads = configure_threads(project.model.threads)
     layout = RunLayout.of(project, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and state.is_main_process:
@@ -68,11 +63,14 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     events.set_scope(project.stages[0].name, None)
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
-                run_dir=str(run_dir), processes=state.num_processes,
+                run_dir=str(run_dir), processes=state.num_processes, threads=threads,
                 stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
     stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
     try:
         inputs = load_all_inputs(project, events)
+        preflight(project, inputs)  # user code, labels and templates checked in seconds, before the teacher pass
+        for warning in project_warnings(project):
+            events.emit("status", stage="setup", message=warning)
         results, previous, teacher_memo = {}, None, {}
         for index, stage in enumerate(project.stages):
             events.set_scope(stage.name, None)
@@ -161,8 +159,13 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
                                     Extractor(view.extract, project.dir), events)
     metrics = None
     if state.is_main_process:
-        metrics = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines, teacher_memo,
-                                          stop_requested)
+        try:
+            metrics = evaluate_and_save_stage(project, index, layout, inputs, previous, events, baselines, teacher_memo,
+                                              stop_requested)
+        except MetricError as error:
+            raise MetricError(f"{error}\nThe trained student is kept in {student_dir}: fix [eval] in the project file, "
+                              f"then `ctxdistill eval {layout.run_dir}` scores it (or `ctxdistill run --resume "
+                              f"{layout.run_dir}` finishes the run).") from None
     state.wait_for_everyone()
     return metrics if metrics is not None else read_stage_metrics(project, layout, stage)
 
@@ -228,8 +231,11 @@ def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, di
 
 
 def reevaluate(run_dir: Path, listeners=()) -> dict:
-    """`ctxdistill eval RUN_DIR`: score a run's saved students again on its held-out inputs."""
-    project = project_of_run(run_dir)
+    """`ctxdistill eval RUN_DIR`: score a run's saved students again on its held-out inputs.
+
+    Takes safe corrections from the current project file (engine/resume.py), e.g. a fixed metric.
+    """
+    project, _ = project_for_resume(run_dir)
     layout = RunLayout.of(project, run_dir)
     for stage in project.stages:
         if not is_saved_model(layout.student_dir(stage)):
@@ -239,6 +245,7 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
     events.listeners.extend(listeners)
     try:
         inputs = load_all_inputs(project, events)
+        preflight(project, inputs)
         baselines = {}
         if not project.combined:
             baselines = {path.name: str(path) for path in sorted((run_dir / "baselines").glob("*"))

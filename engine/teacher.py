@@ -191,7 +191,7 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
         which="teacher", max_new_tokens=config.max_new_tokens, temperature=config.temperature,
         top_p=config.top_p, top_k=config.top_k, stops=config.stop, seed=distill.seed,
         on_step=step_labels if single and distill.labels != "hard" else None,
-        reuse_prefix=getattr(config, "reuse_prefix", True),
+        reuse_prefix=config.reuse_prefix,
         finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None)
 
 

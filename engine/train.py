@@ -16,6 +16,7 @@ Examples of several operations (simultaneous distillation) are mixed by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -33,7 +34,7 @@ from engine.batches import BatchPlan
 from engine.config import Project
 from engine.data import DistillExample, collate
 from engine.errors import StopRequested
-from engine.losses import soft_cross_entropy
+from engine.student_forward import answer_cross_entropy
 from engine.models import load_model
 
 STOP_FILE = "STOP"
@@ -207,11 +208,14 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                 micro_step = step * config.grad_accum + accumulation
                 batch = [examples[i] for i in plan.micro_batch(micro_step, rank, world)]
                 input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
-                with accelerator.autocast():
-                    logits = model(input_ids=input_ids.to(accelerator.device),
-                                   attention_mask=attention_mask.to(accelerator.device)).logits
-                loss, kl = soft_cross_entropy(logits, targets.to(accelerator.device), loss_weights)
-                accelerator.backward(loss / config.grad_accum)
+                # Data parallel: gradients are averaged across processes once, on the step's last micro-batch.
+                last = accumulation == config.grad_accum - 1
+                with (contextlib.nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
+                    # The LM head runs at the answer positions only: the loss needs no other rows.
+                    loss, kl = answer_cross_entropy(model, input_ids.to(accelerator.device),
+                                                    attention_mask.to(accelerator.device), targets.to(accelerator.device),
+                                                    loss_weights, vocab_chunk=config.vocab_chunk or None)
+                    accelerator.backward(loss / config.grad_accum)
                 step_loss += loss.item() / config.grad_accum
                 step_kl += kl.item() / config.grad_accum
                 window_tokens += int(attention_mask.sum()) * world

@@ -142,3 +142,50 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, char_model_dir, unint
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
     same_teacher(run_dir, uninterrupted)
     same_metrics(run_dir, uninterrupted)
+
+
+PICKY_METRIC = '''
+
+def picky(prediction, reference):
+    if prediction == reference:
+        return 1.0
+    raise ValueError("cannot score " + repr(prediction))
+'''
+
+
+def test_a_metric_failing_after_training_keeps_the_student_and_eval_takes_the_fix(tmp_path, char_model_dir, capsys):
+    project = write_project(tmp_path / "p", char_model_dir, max_steps=2, extract=IDENTITY_UNSTRIPPED,
+                            metrics='["exact_match", "tasks:picky"]')
+    with open(project / "tasks.py", "a") as file:
+        file.write(PICKY_METRIC)
+    assert main(["run", str(project), "--quiet"]) == 2  # it passes the start-up check (it scores a label against itself)
+    err = capsys.readouterr().err
+    assert "ValueError: cannot score" in err and "The trained student is kept" in err and "Traceback" not in err
+    (run_dir,) = (project / "runs").iterdir()
+    assert (run_dir / "student" / "config.json").exists() and not (run_dir / "metrics.json").exists()
+
+    toml = project / "project.toml"
+    toml.write_text(toml.read_text().replace('metrics = ["exact_match", "tasks:picky"]', 'metrics = ["exact_match"]'))
+    assert main(["eval", str(run_dir)]) == 0
+    assert set(json.loads((run_dir / "metrics.json").read_text())["student_after"]) == {"exact_match"}
+    assert 'metrics = ["exact_match"]' in (run_dir / "project.toml").read_text()  # the run folder tells the truth
+
+
+def test_resume_refuses_a_project_file_changed_where_finished_work_depends_on_it(tmp_path, char_model_dir, capsys):
+    project_dir = write_project(tmp_path / "p", char_model_dir, max_steps=4, extract=IDENTITY_UNSTRIPPED)
+    project = load_project(project_dir)
+    run_dir = new_run_dir(project)
+
+    def stop_early(event):
+        if event["type"] == "train" and event["step"] >= 1:
+            (run_dir / STOP_FILE).touch()
+
+    assert run(project, run_dir, listeners=[stop_early]) is None
+    toml = project_dir / "project.toml"
+    original = toml.read_text()
+    toml.write_text(original.replace("Reverse the letters.", "Sort the letters."))
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since this run was launched" in err and "teacher.template" in err
+    toml.write_text(original)  # back as launched: the resume goes on
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
