@@ -179,6 +179,8 @@ class Stage:
     operations: list = option([], "Names of the operations trained together in this stage (default: all).")
     teacher: str = option("base", "Whose weights teach: the base model, or the previous stage's student (recursive distillation).",
                           TEACHER_SOURCES)
+    evaluate: list = option([], "Operations only scored after this stage, never trained on (e.g. probes of what "
+                                "the student does with a wrong task id).")
     distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Overrides of the top-level [distill], key by key."})
 
 
@@ -641,11 +643,12 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
     problems = []
     prefix = f"stages.{stage.name}."
     known = [operation.name for operation in project.operations]
-    for name in stage.operations:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; operations: {', '.join(known)}"
-            problems.append(f"`{prefix}operations` names {name!r}, which is not an operation{hint}")
+    for key, names in (("operations", stage.operations), ("evaluate", stage.evaluate)):
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; operations: {', '.join(known)}"
+                problems.append(f"`{prefix}{key}` names {name!r}, which is not an operation{hint}")
     if len(set(stage.operations)) != len(stage.operations):
         problems.append(f"`{prefix}operations` lists an operation twice")
     if stage.teacher == "previous" and index == 0:

@@ -25,8 +25,9 @@ from engine.extractors import Extractor
 from engine.models import load_model
 
 def operations_so_far(project: Project, index: int) -> list[str]:
+    """Every operation trained up to stage `index`, then the ones that stage only evaluates."""
     names = [name for stage in project.stages[: index + 1] for name in stage.operations]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(names + list(project.stages[index].evaluate)))
 
 
 @contextmanager

@@ -434,3 +434,18 @@ def test_a_run_folder_written_before_operations_still_evaluates(tmp_path, char_m
     assert main(["eval", str(run_dir)]) == 0
     after = json.loads((run_dir / "metrics.json").read_text())
     assert after["student_after"] == before["student_after"] and "combined" not in after
+
+
+def test_an_evaluate_only_operation_is_scored_but_never_trained(tmp_path, char_model_dir):
+    folder = combined_project(tmp_path / "probe", char_model_dir, OPERATIONS + '''
+[[stages]]
+name = "only"
+operations = ["reverse"]
+evaluate = ["copy"]
+''', max_steps=1)
+    assert main(["run", str(folder), "--quiet"]) == 0
+    run_dir = only_run(folder)
+    assert {path.name for path in (run_dir / "stages" / "only" / "teacher").iterdir()} == {"reverse"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["stages"]["only"]["operations"]) == {"reverse", "copy"}
+    assert set(metrics["matrix"]["only"]) == {"reverse", "copy"}
