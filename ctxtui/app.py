@@ -30,6 +30,7 @@ from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.screens.results import ResultsScreen
 from ctxtui.screens.run import RunScreen
 from ctxtui.screens.runs import RunsScreen
+from ctxtui.screens.settings import SettingsScreen
 from engine.config import project_from_toml_text
 from engine.errors import ConfigError
 
@@ -63,7 +64,8 @@ class CtxApp(App):
     """Author, Run, Results and Runs over one project folder."""
 
     TITLE = "ctxtui"
-    MODES = {"author": AuthorScreen, "run": RunScreen, "results": ResultsScreen, "runs": RunsScreen}
+    MODES = {"author": AuthorScreen, "run": RunScreen, "results": ResultsScreen, "runs": RunsScreen,
+             "settings": SettingsScreen}
     DEFAULT_MODE = "author"
 
     BINDINGS = [
@@ -72,6 +74,7 @@ class CtxApp(App):
         Binding("f2", "switch_mode('author')", "Author", priority=True),
         Binding("f3", "show_run", "Run", priority=True),
         Binding("f4", "switch_mode('results')", "Results", priority=True),
+        Binding("f5", "switch_mode('settings')", "Settings", priority=True),
         Binding("f8", "switch_mode('runs')", "Runs", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True, show=False),  # the title says "unsaved (ctrl+s)"
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
@@ -190,6 +193,16 @@ class CtxApp(App):
         self.refresh_title()
         if isinstance(self.screen, AuthorScreen):
             self.screen.show_project_file()
+
+    def revalidate_project(self) -> None:
+        """Validate the edited file as the CLI would; a project with problems is None (it cannot launch)."""
+        try:
+            self.project = self.parse_project(self.project_file.text())
+            self.config_problems = []
+        except ConfigError as error:
+            self.project = None
+            self.config_problems = list(error.problems)
+        self.refresh_title()
 
     def project_problems(self) -> list[str]:
         """Why the edited project cannot run as it is: config errors and template errors."""
@@ -328,6 +341,8 @@ class CtxApp(App):
         yield SystemCommand("Results", "Before/after table and per-sample grid (F4)",
                             lambda: self.switch_mode("results"))
         yield SystemCommand("Runs", "The project's past runs (F8)", lambda: self.switch_mode("runs"))
+        yield SystemCommand("Settings", "Every table of project.toml as a form, with help (F5)",
+                            lambda: self.switch_mode("settings"))
         yield SystemCommand("Save project", "Write project.toml, keeping comments (ctrl+s)", self.action_save)
         yield SystemCommand("Reload project", "Read project.toml from disk again, dropping unsaved edits",
                             self.reload_project)
@@ -344,11 +359,12 @@ class CtxApp(App):
 KEYS_HELP = """\
 keys (every screen):
   F1 workflow and keys   ? key map and help for the focused widget
-  F2 Author   F3 Run (the live run)   F4 Results   F8 Runs
+  F2 Author   F3 Run (the live run)   F4 Results   F5 Settings   F8 Runs
   ctrl+p command palette (every action)   ctrl+s save project.toml   ctrl+t light/dark   ctrl+q quit
 Author: ctrl+o edit the focused template in $EDITOR, ctrl+r regenerate, ctrl+down/up next/previous input
 Run: n new run, s stop (checkpoint first), k kill, r resume, o results
 Results: f filter, m matrix metric, / search, enter sample detail   grids: j k g G
+Settings: o add operation, t add stage, delete remove (in the table list)
 Runs: enter dashboard, o results, space mark, c compare
 """
 

@@ -199,3 +199,71 @@ class ProjectFile:
         if key:
             table[key] = parameter
         self.dirty = True
+
+    # -- any key of any table (the Settings screen's forms) -------------------
+    #
+    # A table is named by a path from the document root: () for the top-level keys,
+    # ("distill",), ("operations", 0), ("operations", 0, "teacher"), ("stages", 1, "distill").
+
+    def table_at(self, path: tuple, create: bool = False):
+        """The table at `path`, or None when it is not in the file (created when `create`)."""
+        node = self.doc
+        for part in path:
+            if isinstance(part, int):
+                if not isinstance(node, list) or not 0 <= part < len(node):
+                    return None
+                node = node[part]
+            elif part in node:
+                node = node[part]
+            elif create:
+                node[part] = tomlkit.table()
+                node = node[part]
+            else:
+                return None
+        return node
+
+    def value(self, path: tuple, key: str):
+        """The value the file sets for `key` in the table at `path` (plain Python), or None when unset."""
+        table = self.table_at(path)
+        if table is None or key not in table:
+            return None
+        item = table[key]
+        return item.unwrap() if hasattr(item, "unwrap") else item
+
+    def set_value(self, path: tuple, key: str, value) -> None:
+        """Set `key` (None: remove it, so the default or the inherited value applies)."""
+        if value == self.value(path, key) and (value is not None or self.table_at(path) is None
+                                               or key not in self.table_at(path)):
+            return
+        if value is None:
+            table = self.table_at(path)
+            if table is None or key not in table:
+                return
+            del table[key]
+            # An operation's or stage's override table left empty says nothing: drop it.
+            if len(path) == 3 and not table:
+                del self.table_at(path[:2])[path[2]]
+        else:
+            table = self.table_at(path, create=True)
+            if isinstance(value, str):
+                value = tomlkit.string(value, multiline="\n" in value and len(value) > 1)
+            table[key] = value
+        self.dirty = True
+
+    def add_item(self, array: str, name: str) -> int:
+        """Append a `[[operations]]` or `[[stages]]` table named `name`; returns its index."""
+        if not isinstance(self.doc.get(array), list):
+            self.doc[array] = tomlkit.aot()
+        item = tomlkit.table()
+        item["name"] = name
+        self.doc[array].append(item)
+        self.dirty = True
+        return len(self.doc[array]) - 1
+
+    def remove_item(self, array: str, index: int) -> None:
+        items = self.doc.get(array)
+        if isinstance(items, list) and 0 <= index < len(items):
+            del items[index]
+            if not len(items):
+                del self.doc[array]
+            self.dirty = True

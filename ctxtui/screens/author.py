@@ -131,6 +131,14 @@ class AuthorScreen(Screen):
             self.query_one("#teacher-output", Static).update("fix the project file to load the model")
         self.query_one("#teacher-text").focus()
 
+    def on_screen_suspend(self) -> None:
+        self._text_when_left = self.app.project_file.text()
+
+    def on_screen_resume(self) -> None:
+        # Settings (F5) may have changed the extractor or the operations meanwhile.
+        if getattr(self, "_text_when_left", None) not in (None, self.app.project_file.text()):
+            self.show_project_file()
+
     # -- operations -------------------------------------------------------------
 
     def show_operations(self) -> None:
@@ -211,13 +219,7 @@ class AuthorScreen(Screen):
         kind = self.query_one("#extract-kind", Select).value
         app.project_file.set_extract(str(kind), self.query_one("#extract-parameter", Input).value, index)
         problems = self.query_one("#config-problems", Static)
-        try:
-            app.project = app.parse_project(app.project_file.text())
-            app.config_problems = []
-        except ConfigError as error:
-            app.project = None  # nothing launches from a project with problems
-            app.config_problems = list(error.problems)
-        app.refresh_title()
+        app.revalidate_project()  # nothing launches from a project with problems
         self.render_prompts(editors)
         shown = app.project_problems()
         problems.update("\n".join(shown))
