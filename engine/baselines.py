@@ -7,8 +7,9 @@ Both use the same distillation inputs and labels, with hard targets:
 
 The scratch-pads are the teacher's own outputs whose extracted answer equals the
 label (the paper used gold scratch-pads; ours need no task-specific generator).
-Each baseline trains as many steps in all as the distillation does (scdir: half
-on scratch-pads, half on direct answers): the same inputs and the same compute.
+Budgets (`baselines.budget`): "paper" trains every phase for the distillation's
+full step budget (appendix B.6: scdir trains twice as long in all);
+"equal-compute" gives scdir's two phases half each, the distillation's compute.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
     from engine.train import total_steps_for
 
     steps = total_steps_for(project, len(direct), 1)
-    half = replace(project, distill=replace(project.distill, epochs=0, max_steps=max(1, steps // 2)))
+    phase = steps if project.baselines.budget == "paper" else max(1, steps // 2)
+    per_phase = replace(project, distill=replace(project.distill, epochs=0, max_steps=phase))
     full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
     def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
         # Baselines keep their checkpoints apart, so a resume never loads them into the student.
@@ -72,11 +74,12 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
 
     saved = {}
     for method in project.baselines.methods:
-        events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct answers, {steps} steps")
+        events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct "
+                    f"answers, {2 * phase if method == 'scdir' else steps} steps ({project.baselines.budget} budget)")
         folder = f"baselines/{method}"
         if method == "scdir":
-            first = train_into(half, scratch, folder + "-scratch")
-            saved[method] = str(train_into(half, direct, folder, init_from=first))
+            first = train_into(per_phase, scratch, folder + "-scratch")
+            saved[method] = str(train_into(per_phase, direct, folder, init_from=first))
         else:
             saved[method] = str(train_into(full, scratch + direct, folder))
     return saved

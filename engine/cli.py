@@ -254,6 +254,8 @@ def format_operation(metrics: dict) -> str:
         lines.append(f"inference tokens (prompt + generated): teacher {total['teacher']}, student {total['student']} ({total['ratio']}x fewer)")
     if kl and kl.get("before") is not None:
         lines.append(f"answer-token KL(teacher || student): before {kl['before']}, after {kl['after']}")
+    if "baselines_budget" in metrics:
+        lines.append(f"baselines trained with the {metrics['baselines_budget']} step budget")
     if "count" in metrics:
         lines.append(f"held-out inputs: {metrics['count']}")
     return "\n".join(lines)

@@ -50,7 +50,11 @@ class ModelConfig:
                         ("auto", "float32", "bfloat16", "float16"))
     device: str = option("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, or mps.")
     trust_remote_code: bool = option(False, "Allow model code from the hub folder (off: safetensors + built-in classes only).")
-    chat_template: bool = option(False, "Wrap rendered prompts in the tokenizer's chat template (for chat models).")
+    chat_template: bool = option(False, "Render prompts as a conversation with the tokenizer's chat template: `system` "
+                                        "is the system message, `template` the user turn; generation starts in the "
+                                        "assistant turn (for chat models).")
+    safetensors_only: bool = option(True, "Load weights from *.safetensors only; false also loads pickle *.bin "
+                                          "weights, which can run code: only for a model source you trust.")
     threads: int = option(0, "CPU threads for torch (0 = OMP_NUM_THREADS if set, else half the usable CPUs; "
                              "1 on a shared machine).")
 
@@ -77,6 +81,8 @@ class TemplateConfig:
     template: str = option("", "Jinja2 template (inline). Variables: the input dict's keys, e.g. {{ input }}, and `vars`.")
     template_file: str = option("", "Jinja2 template file, relative to the project folder (instead of `template`).")
     vars: dict = option({}, "Extra template variables shared by every input, e.g. examples = [{input = \"ab\", output = \"ba\"}]; an input's own keys win.")
+    system: str = option("", "Chat models (`model.chat_template`): Jinja2 template of the system message; "
+                             "`template` is then the user turn. Empty: no system message.")
 
 
 @dataclass(frozen=True)
@@ -108,11 +114,22 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    r: int = option(0, "LoRA rank (0 = off: every weight is trained).", minimum=0)
+    alpha: float = option(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", above=0)
+    dropout: float = option(0.0, "Dropout on the LoRA input.", maximum=1)
+    target_modules: list = option(["all-linear"], "Modules that get an adapter: \"all-linear\" (every linear layer but "
+                                                  "the LM head) or names such as [\"q_proj\", \"v_proj\"].")
+    merge: bool = option(False, "Also save the student with the adapter merged in (`student/merged/`, a full model folder).")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     labels: str = option("sampled", "Soft labels: sampled (N teacher samples per token, the paper's), topk, hard.",
                          ("sampled", "topk", "hard"))
     num_samples: int = option(100, "sampled: teacher samples per answer token (the paper uses 100).")
-    top_k: int = option(20, "topk: kept teacher log-probs per answer token (the rest is tail mass).")
+    top_k: int = option(20, "topk: the teacher's k most likely tokens per answer token, their probabilities "
+                            "renormalized to sum to 1 (the rest of the mass is dropped).")
     epochs: int = option(0, "Passes over the distillation set (set this or max_steps).")
     max_steps: int = option(0, "Optimizer steps (set this or epochs).")
     batch_size: int = option(16, "Sequences per micro-batch per process.", minimum=1)
@@ -129,13 +146,18 @@ class DistillConfig:
     num_processes: int = option(1, "Processes for `accelerate launch` (the TUI launches through it when > 1).", minimum=1)
     vocab_chunk: int = option(0, "Apply the LM head to the answer rows this many vocabulary entries at a time "
                                  "(0 = all at once; set e.g. 32768 for 128k vocabularies to cut peak memory).")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, about a "
+                                                 "third more time per step).")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={
+        "help": "LoRA through peft, e.g. lora = { r = 16, alpha = 32, target_modules = \"all-linear\" } (r = 0: full fine-tuning)."})
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     count: int = option(64, "Held-out inputs (disjoint from the distillation set).", minimum=1, maximum=MAX_COUNT)
     metrics: list = option(["exact_match", "rouge_l"],
-                           "exact_match, rouge_l, accuracy (vs labels), answer_kl, or `module:function(prediction, reference) -> float`.")
+                           "exact_match, exact_match_normalized (case, punctuation, articles), rouge_l (stemmed, best over an "
+                           "input's `references`), accuracy (vs labels), answer_kl, or `module:function(prediction, reference) -> float`.")
     reference: str = option("label", "What outputs are scored against: the input's label or the teacher's answer.",
                             ("label", "teacher"))
     batch_size: int = option(32, "Inputs decoded at once.", minimum=1)
@@ -149,6 +171,8 @@ BASELINES = ("scdir", "sc+dir")
 @dataclass(frozen=True)
 class BaselinesConfig:
     methods: list = option([], "Supervised baselines on the same inputs (paper 3.3): scdir (scratch-pad then direct), sc+dir (both at once).")
+    budget: str = option("paper", "Steps of each baseline: paper (every phase trains the distillation's full step budget, "
+                                  "appendix B.6) or equal-compute (scdir's two phases share it).", ("paper", "equal-compute"))
 
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # operation and stage names become folder names
@@ -491,6 +515,13 @@ def validate(project: Project) -> list[str]:
         close = difflib.get_close_matches(device, ["auto", "cpu", "cuda", "cuda:0", "mps"], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         problems.append(f"`model.device` = {device!r}: expected auto, cpu, cuda, cuda:N (e.g. cuda:1) or mps{hint}")
+    for operation in project.operations:
+        for table in ("teacher", "student"):
+            if getattr(operation, table).system and not project.model.chat_template:
+                owner = f"operations.{operation.name}." if getattr(operation, table) != getattr(project, table) else ""
+                problems.append(f"`{owner}{table}.system` is set, but `model.chat_template` is false: a system message "
+                                f"needs the chat template; set `model.chat_template = true`, or move the text into "
+                                f"`{owner}{table}.template`")
     if "" in project.generate.stop:
         problems.append("`generate.stop` has an empty string, which would end every teacher output at once; remove it")
     for metric in project.eval.metrics:
@@ -661,6 +692,10 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
     if not distill.epochs and not distill.max_steps:
         problems.append(f"set `{prefix}distill.epochs` or `{prefix}distill.max_steps` (how long to train)")
     problems += _range_problems(distill, prefix + "distill.")
+    problems += _range_problems(distill.lora, prefix + "distill.lora.")
+    if distill.lora.r and not distill.lora.target_modules:
+        problems.append(f"`{prefix}distill.lora.target_modules` is empty: name the modules that get an adapter, "
+                        "or \"all-linear\"")
     if distill.labels == "sampled" and distill.num_samples == 0:
         problems.append(f"`{prefix}distill.num_samples` must be at least 1 for sampled labels")
     if distill.labels == "topk" and distill.top_k == 0:
@@ -668,7 +703,7 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
     return problems
 
 
-METRICS = ("exact_match", "rouge_l", "accuracy", "answer_kl")
+METRICS = ("exact_match", "exact_match_normalized", "rouge_l", "accuracy", "answer_kl")
 
 
 # --- writing -----------------------------------------------------------------

@@ -9,6 +9,8 @@ input's label, or the teacher's answer (`eval.reference`).
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 
 import torch
@@ -57,12 +59,22 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
                 token_span = answer_token_span(tokenizer, output.output_ids, output.text, found, project.generate.stop)
                 span = (token_span.start, token_span.end)
         else:
-            answer = direct_answer(output.text, project.generate.stop)
+            answer = student_answer(project, output.text)
         decoded.append(Decoded(prompt, len(output.prompt_ids), output.text, output.output_ids,
                                len(output.output_ids), answer, span))
     if keep_logits:
         keep_answer_logits(model, generated, decoded, project.eval.batch_size)
     return decoded
+
+
+def student_answer(project: Project, text: str) -> str:
+    """A student output's answer, cut the way the teacher's answer is: at the stop strings, and at
+    `extract.until` when the teacher's answer ends there, so both are scored alike."""
+    answer = direct_answer(text, project.generate.stop)
+    until = project.extract.until if project.extract.kind == "after_marker" else ""
+    if until and until in answer:
+        answer = answer[: answer.index(until)]
+    return answer.strip() if project.extract.strip else answer
 
 
 @torch.no_grad()
@@ -110,11 +122,16 @@ def references_for(project: Project, inputs: list[dict], teacher: list[Decoded])
     return [example["label"].strip() for example in inputs]
 
 
-def score(project: Project, answers: list[str], references: list[str], labels: list[str | None]) -> dict[str, float]:
+def score(project: Project, answers: list[str], references: list[str], labels: list[str | None],
+          extra_references: list[list[str]] | None = None) -> dict[str, float]:
     """Mean of each configured metric (`answer_kl` is measured separately).
 
+    `extra_references`: more acceptable answers per input (an input's `references` list);
+    `rouge_l` and `exact_match_normalized` take the best over all of them, as the
+    Natural-Instructions scorer behind the paper's hypothesis 1-2 figures does.
     Any failure is a `MetricError`: it comes after training, and the student is kept.
     """
+    every = [[reference, *extra] for reference, extra in zip(references, extra_references or [[]] * len(references))]
     results = {}
     for metric in project.eval.metrics:
         if metric == "answer_kl":
@@ -122,6 +139,9 @@ def score(project: Project, answers: list[str], references: list[str], labels: l
         if metric == "exact_match":
             # An empty reference (the teacher gave no answer) never counts as matched.
             values = [float(bool(reference) and answer == reference) for answer, reference in zip(answers, references)]
+        elif metric == "exact_match_normalized":
+            values = [max(float(bool(ref) and normalize_answer(answer) == normalize_answer(ref)) for ref in refs)
+                      for answer, refs in zip(answers, every)]
         elif metric == "accuracy":
             missing = sum(1 for label in labels if label is None)
             if missing:
@@ -129,7 +149,7 @@ def score(project: Project, answers: list[str], references: list[str], labels: l
                                   f"{missing} of {len(labels)} have none; add labels or remove 'accuracy'")
             values = [float(answer == label.strip()) for answer, label in zip(answers, labels)]
         elif metric == "rouge_l":
-            values = rouge_l(answers, references)
+            values = rouge_l(answers, every)
         else:
             function = load_metric(project, metric)
             values = [metric_value(function, answer, reference) for answer, reference in zip(answers, references)]
@@ -161,11 +181,36 @@ def metric_value(function, prediction: str, reference: str) -> float:
     return number
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."""
+    text = "".join(character for character in text.lower() if not unicodedata.category(character).startswith("P"))
+    return " ".join(word for word in text.split() if word not in ("a", "an", "the"))
+
+
+class UnicodeRougeTokenizer:
+    """rouge-score's tokenizer keeps only [a-z0-9], so a non-ASCII answer scores 0 against itself.
+
+    This one keeps every letter and digit of any script, lower-cased, and Porter-stems
+    the ASCII words as rouge-score does with `use_stemmer=True` (the paper's scorer).
+    """
+
+    def __init__(self):
+        from nltk.stem import porter
+
+        self.stemmer = porter.PorterStemmer()
+
+    def tokenize(self, text: str) -> list[str]:
+        words = re.findall(r"\w+", text.lower())
+        return [self.stemmer.stem(word) if word.isascii() and len(word) > 3 else word for word in words]
+
+
+def rouge_l(predictions: list[str], references: list[list[str] | str]) -> list[float]:
+    """Rouge-L F1, stemmed, best over each prediction's references (the Natural-Instructions scorer)."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return [scorer.score(reference, prediction)["rougeL"].fmeasure for prediction, reference in zip(predictions, references)]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeRougeTokenizer())
+    return [max(scorer.score(reference, prediction)["rougeL"].fmeasure for reference in
+                ([refs] if isinstance(refs, str) else refs)) for prediction, refs in zip(predictions, references)]
 
 
 # --- answer KL ----------------------------------------------------------------

@@ -128,6 +128,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         with loaded(project, Path(folder)) as (model, tokenizer):
             outputs = decode(views[name], model, tokenizer, held_out[name], "student")
         results[name][f"baseline_{method}"] = _score(views[name], outputs, references[name], held_out[name])
+        results[name]["baselines_budget"] = project.baselines.budget
         announce(f"baseline_{method}", name, results[name][f"baseline_{method}"])
     events.set_scope(stage.name, None)
 
@@ -154,7 +155,8 @@ def _reuse(model, tokenizer):
 
 
 def _score(view: Project, decoded: list[Decoded], references: list[str], examples: list[dict]) -> dict:
-    return score(view, [d.answer for d in decoded], references, [example.get("label") for example in examples])
+    extra = [[str(item) for item in example.get("references") or []] for example in examples]
+    return score(view, [d.answer for d in decoded], references, [example.get("label") for example in examples], extra)
 
 
 def token_savings(teacher: list[Decoded], before: list[Decoded], after: list[Decoded]) -> dict:
