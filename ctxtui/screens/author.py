@@ -6,15 +6,14 @@ written to (the operation's own, or the top-level one it inherits), and the
 preview runs that operation alone (`Project.for_operation`), an ensemble's K
 teacher prompts included.
 
-Rendering happens on every keystroke in the UI thread (Jinja is fast); model
-work (loading, token counts, generation, extraction) runs in thread workers
-that only post messages. A newer preview cancels the older one.
+Rendering happens on every keystroke in the UI thread (Jinja is fast); the
+model work is the `PreviewPane`'s (widgets/preview_pane.py), which this screen
+tells what to preview. An input of your own joins the sample list (✎).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
@@ -24,34 +23,14 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
 
-from ctxtui.messages import (EnsemblePromptsRendered, PreviewFailed, PreviewModelLoaded, PromptTokensCounted,
-                             SampleInputsLoaded, StudentOutputReady, TeacherGenerationFinished,
-                             TeacherTextStreamed)
+from ctxtui.messages import EnsemblePromptsRendered, PromptTokensCounted, SampleInputsLoaded
 from ctxtui.project_file import EXTRACT_KINDS
+from ctxtui.widgets.preview_pane import HEAVY_IMPORTS, PreviewPane
 from ctxtui.widgets.template_editor import TemplateEditor
-from engine.errors import ConfigError, EngineError, TemplateError
+from engine.errors import TemplateError
 
 SAMPLE_COUNT = 16
-PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
-
-
-# transformers' lazy module is not safe to import from two threads at once (seen as
-# "cannot import name 'AutoModelForCausalLM'"); the workers that may first import it
-# (the model loader, and a project's tasks.py) take turns.
-HEAVY_IMPORTS = threading.Lock()
-
-
-def verdict(answer: str | None, label: str | None) -> tuple[str, str]:
-    """(text, css class) for an answer checked against the input's label."""
-    if label is None:
-        return "no label", "-unknown"
-    if answer is None:
-        return "no answer extracted", "-wrong"
-    if answer.strip() == str(label).strip():
-        return "match", "-right"
-    return "no match", "-wrong"
 
 
 class AuthorScreen(Screen):
@@ -70,14 +49,7 @@ class AuthorScreen(Screen):
         super().__init__()
         self.inputs: list[dict] = []
         self.example: dict | None = None
-        self.session = None
         self.prompts: tuple[str, str] | None = None
-        self.generation = 0
-        self.teacher_text = ""
-        self.teacher_done = False
-        self.streamed_updates = 0  # partial outputs shown while the teacher generates
-        self._session_lock = threading.Lock()
-        self._preview_timer = None
 
     def compose(self) -> ComposeResult:
         project_file = self.app.project_file
@@ -96,16 +68,14 @@ class AuthorScreen(Screen):
                         compact=True)
         yield Static("", id="config-problems", markup=False)
         with Horizontal(id="bottom"):
-            yield OptionList(id="inputs")
+            with Vertical(id="input-column"):
+                yield Input(placeholder="your own input ⏎", id="free-input", compact=True)
+                yield OptionList(id="inputs")
             with Vertical(id="prompts"):
                 yield Static("", id="teacher-prompt", markup=False, classes="panel")
                 yield Static("", id="student-prompt", markup=False, classes="panel")
                 yield Static("", id="token-ratio")
-            with Vertical(id="preview"):
-                yield Static("loading model…", id="teacher-output", classes="panel")
-                yield Static("", id="teacher-verdict", classes="verdict")
-                yield Static("", id="student-output", classes="panel")
-                yield Static("", id="student-verdict", classes="verdict")
+            yield PreviewPane(id="preview")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -119,17 +89,22 @@ class AuthorScreen(Screen):
         self.show_operations()
         self.query_one("#teacher-prompt").border_title = "teacher prompt"
         self.query_one("#student-prompt").border_title = "student prompt"
-        self.query_one("#teacher-output").border_title = "teacher generation"
-        self.query_one("#student-output").border_title = "student (current weights)"
+        self.query_one("#free-input").HELP = (
+            "## Your own input\n\nType an input of your own and press **enter**: it joins the sample list "
+            "(marked ✎, without a label) and is previewed like the others.")
         self.query_one("#inputs").HELP = "## Sample inputs\n\nHeld-out inputs from the project's input distribution; the label, when present, follows the arrow. Pick one to render and preview it."
         self.query_one("#extract-parameter").HELP = "## Extractor\n\nThe regex pattern, the marker, or `module:function` of the answer extractor. The highlighted answer in the teacher generation updates as you type."
         self.revalidate()
         if self.app.project is not None:
             self.load_inputs(self.preview_project() or self.app.project)
-            self.load_session(self.app.project)
+            self.preview.load(self.app.project)
         else:
-            self.query_one("#teacher-output", Static).update("fix the project file to load the model")
+            self.preview.invalidate("fix the project file to load the model")
         self.query_one("#teacher-text").focus()
+
+    @property
+    def preview(self) -> PreviewPane:
+        return self.query_one(PreviewPane)
 
     def on_screen_suspend(self) -> None:
         self._text_when_left = self.app.project_file.text()
@@ -263,13 +238,7 @@ class AuthorScreen(Screen):
         new_prompts = (prompts["teacher"], prompts["student"]) if len(prompts) == 2 else None
         if new_prompts is None:
             # A template error makes the last generation stale: never leave its verdict up.
-            self.generation += 1
-            self.workers.cancel_group(self, "preview")
-            self.teacher_text, self.teacher_done = "", False
-            self.query_one("#teacher-output", Static).update("fix the template error to preview")
-            self.query_one("#student-output", Static).update("")
-            for verdict_id in ("#teacher-verdict", "#student-verdict"):
-                self.set_verdict(verdict_id, "", "-unknown")
+            self.preview.invalidate("fix the template error to preview")
             self.prompts = None
             return
         if new_prompts != self.prompts:
@@ -293,78 +262,9 @@ class AuthorScreen(Screen):
     # -- preview --------------------------------------------------------------
 
     def schedule_preview(self) -> None:
-        self.generation += 1
-        self.workers.cancel_group(self, "preview")
-        if self._preview_timer is not None:
-            self._preview_timer.stop()
-        self._preview_timer = self.set_timer(PREVIEW_DELAY_S, self.start_preview)
-
-    def start_preview(self) -> None:
-        self._preview_timer = None
-        if self.session is None or self.app.project is None or self.prompts is None:
-            return
-        self.teacher_text, self.teacher_done = "", False
-        self.query_one("#teacher-output", Static).update("generating…")
-        self.query_one("#student-output", Static).update("")
-        for verdict_id in ("#teacher-verdict", "#student-verdict"):
-            self.query_one(verdict_id, Static).update("")
-        self.generate(self.generation, self.preview_project(), self.example)
-
-    @work(thread=True, exclusive=True, group="preview")
-    def generate(self, generation: int, project, example: dict) -> None:
-        worker = get_current_worker()
-        session = self.session
-        with self._session_lock:  # one generation at a time; a cancelled one stops at its next token
-            if worker.is_cancelled:
-                return
-            try:
-                session.set_project(project)
-                # The engine's own prompts (with the chat template when the project asks for it).
-                teacher_prompt, student_prompt = session.prompts(example)
-                if getattr(project.teacher, "ensemble", 1) > 1:
-                    from engine.teacher import teacher_prompts
-
-                    # The engine samples from the first rendering and scores under all K (issue 7).
-                    ensemble = teacher_prompts(project, session.tokenizer, example)
-                    self.post_message(EnsemblePromptsRendered(generation, list(ensemble)))
-                    teacher_prompt = ensemble[0]
-                self.post_message(PromptTokensCounted(
-                    generation, session.count_tokens(teacher_prompt), session.count_tokens(student_prompt)))
-                text = ""
-                for piece in session.stream_generate(teacher_prompt, should_stop=lambda: worker.is_cancelled):
-                    text += piece
-                    self.post_message(TeacherTextStreamed(generation, text))
-                if worker.is_cancelled:
-                    return
-                self.post_message(TeacherGenerationFinished(generation, text, session.extract(text)))
-                student = session.greedy_generate(student_prompt)
-                if not worker.is_cancelled:
-                    self.post_message(StudentOutputReady(generation, student, session.direct_answer(student)))
-            except Exception as error:  # a model error must show in the pane, not crash the app
-                self.post_message(PreviewFailed(generation, f"{type(error).__name__}: {error}"))
-
-    @work(thread=True, exclusive=True, group="extract")
-    def reextract(self, generation: int, project, text: str) -> None:
-        with self._session_lock:
-            try:
-                self.session.set_project(project)
-                answer = self.session.extract(text)
-            except Exception as error:
-                self.post_message(PreviewFailed(generation, f"{type(error).__name__}: {error}"))
-                return
-        self.post_message(TeacherGenerationFinished(generation, text, answer))
-
-    @work(thread=True, exclusive=True, group="load-session")
-    def load_session(self, project) -> None:
-        try:
-            with HEAVY_IMPORTS:
-                from engine.preview import PreviewSession
-
-                session = PreviewSession(project)
-        except Exception as error:
-            self.post_message(PreviewModelLoaded(None, f"{type(error).__name__}: {error}"))
-        else:
-            self.post_message(PreviewModelLoaded(session))
+        project = self.preview_project()
+        if project is not None and self.example is not None and self.prompts is not None:
+            self.preview.request(project, self.example)
 
     @work(thread=True, exclusive=True, group="load-inputs")
     def load_inputs(self, project) -> None:
@@ -380,81 +280,35 @@ class AuthorScreen(Screen):
     # -- message handlers -----------------------------------------------------
 
     def on_sample_inputs_loaded(self, message: SampleInputsLoaded) -> None:
-        self.inputs = message.inputs
+        own = [example for example in self.inputs if example.get("own")]
+        self.inputs = own + message.inputs
+        self.show_inputs(message.error)
+        if self.inputs:
+            self.query_one("#inputs", OptionList).highlighted = 0
+
+    def show_inputs(self, error: str | None = None) -> None:
         picker = self.query_one("#inputs", OptionList)
         picker.clear_options()
-        if message.error:
-            picker.add_option(Option(Content(f"inputs failed: {message.error}"), disabled=True))
-            return
         for example in self.inputs:
             text = str(example.get("input", "")).replace("\n", " ")
             label = example.get("label")
-            picker.add_option(Option(Content(text + (f"  → {label}" if label is not None else ""))))
-        if self.inputs:
-            picker.highlighted = 0
-
-    def on_preview_model_loaded(self, message: PreviewModelLoaded) -> None:
-        self.session = message.session
-        output = self.query_one("#teacher-output", Static)
-        if message.session is None:
-            output.update(Content(f"model failed to load: {message.error}"))
-            return
-        output.update("")
-        self.start_preview()
+            mark = "✎ " if example.get("own") else ""
+            picker.add_option(Option(Content(mark + text + (f"  → {label}" if label is not None else ""))))
+        if error:
+            picker.add_option(Option(Content(f"inputs failed: {error}"), disabled=True))
 
     def on_prompt_tokens_counted(self, message: PromptTokensCounted) -> None:
-        if message.generation == self.generation:
+        if message.generation == self.preview.generation:
             self.show_token_counts(message.teacher_tokens, message.student_tokens)
 
     def on_ensemble_prompts_rendered(self, message: EnsemblePromptsRendered) -> None:
-        if message.generation != self.generation:
+        if message.generation != self.preview.generation:
             return
         count = len(message.prompts)
         shown = "\n".join(f"── teacher prompt {i + 1}/{count} ──\n{prompt}" for i, prompt in enumerate(message.prompts))
         panel = self.query_one("#teacher-prompt", Static)
         panel.update(shown)
         panel.border_title = f"teacher prompts (ensemble of {count})"
-
-    def on_teacher_text_streamed(self, message: TeacherTextStreamed) -> None:
-        if message.generation == self.generation and not self.teacher_done:
-            self.streamed_updates += 1
-            self.teacher_text = message.text
-            self.query_one("#teacher-output", Static).update(Content(message.text + "▍"))
-
-    def on_teacher_generation_finished(self, message: TeacherGenerationFinished) -> None:
-        if message.generation != self.generation:
-            return
-        self.teacher_text, self.teacher_done = message.text, True
-        answer = message.answer
-        text = message.text
-        if answer is None:
-            shown = Content(text)
-        else:
-            shown = Content.assemble(text[: answer.start], (text[answer.start: answer.end], "bold reverse"),
-                                     text[answer.end:])
-        self.query_one("#teacher-output", Static).update(shown)
-        label = (self.example or {}).get("label")
-        words, css = verdict(answer.text if answer else None, label)
-        shown_answer = f"answer: {answer.text!r}  " if answer else ""
-        self.set_verdict("#teacher-verdict", f"{shown_answer}{words}" + (f" (label {label!r})" if label else ""), css)
-
-    def on_student_output_ready(self, message: StudentOutputReady) -> None:
-        if message.generation != self.generation:
-            return
-        self.query_one("#student-output", Static).update(Content(message.text))
-        label = (self.example or {}).get("label")
-        answer = message.answer if message.answer is not None else message.text
-        words, css = verdict(answer, label)
-        self.set_verdict("#student-verdict", f"answer: {answer.strip()!r}  {words}", css)
-
-    def on_preview_failed(self, message: PreviewFailed) -> None:
-        if message.generation == self.generation:
-            self.query_one("#teacher-output", Static).update(Content(f"preview failed: {message.error}"))
-
-    def set_verdict(self, selector: str, text: str, css: str) -> None:
-        widget = self.query_one(selector, Static)
-        widget.update(Content(text))
-        widget.set_classes(f"verdict {css}")
 
     @on(TemplateEditor.Edited)
     def template_edited(self) -> None:
@@ -465,10 +319,18 @@ class AuthorScreen(Screen):
     def extractor_edited(self) -> None:
         self.revalidate()
         project = self.preview_project()
-        if self.teacher_done and self.session is not None and project is not None:
-            self.reextract(self.generation, project, self.teacher_text)
-        elif not self.teacher_done:
-            self.schedule_preview()  # the running generation would extract with the old extractor
+        if project is not None:
+            self.preview.extractor_changed(project)
+
+    @on(Input.Submitted, "#free-input")
+    def free_input_entered(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        self.inputs.insert(0, {"input": text, "own": True})
+        self.show_inputs()
+        self.query_one("#inputs", OptionList).highlighted = 0
+        event.input.value = ""
 
     @on(OptionList.OptionHighlighted, "#inputs")
     def input_picked(self, event: OptionList.OptionHighlighted) -> None:

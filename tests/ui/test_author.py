@@ -39,7 +39,7 @@ async def test_editing_teacher_template_rerenders_prompt(project_dir):
         screen = app.screen
         assert isinstance(screen, AuthorScreen)
         # Typing while the model loads can stall a keystroke past the undo batch's 2 s.
-        await wait_for(pilot, lambda: screen.example is not None and screen.session is not None)
+        await wait_for(pilot, lambda: screen.example is not None and screen.preview.session is not None)
         word = screen.example["input"]
         assert f"Input: {word}" in text_of(app, "#teacher-prompt")
         area = screen.query_one("#teacher-text")
@@ -81,18 +81,18 @@ async def test_preview_streams_teacher_and_highlights_extracted_answer(tmp_path,
     app = CtxApp(project, attach=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.teacher_done and text_of(app, "#student-verdict") != "", timeout=60)
-        assert screen.streamed_updates >= 1 and screen.teacher_text
+        await wait_for(pilot, lambda: screen.preview.teacher_done and text_of(app, "#student-verdict") != "", timeout=60)
+        assert screen.preview.streamed_updates >= 1 and screen.preview.teacher_text
         assert "answer:" in text_of(app, "#teacher-verdict") and "label" in text_of(app, "#teacher-verdict")
         # Token counts and their ratio are shown once the tokenizer is loaded.
         assert "× fewer" in text_of(app, "#token-ratio")
         # A regex extractor re-extracts the same generation at once (no new generation)
         # and the answer is highlighted inside the teacher's output.
-        generation = screen.generation
+        generation = screen.preview.generation
         screen.query_one("#extract-kind").value = "regex"
         screen.query_one("#extract-parameter").value = "(?s)^.{2}"
-        await wait_for(pilot, lambda: f"answer: {screen.teacher_text[:2]!r}" in text_of(app, "#teacher-verdict"))
-        assert screen.generation == generation
+        await wait_for(pilot, lambda: f"answer: {screen.preview.teacher_text[:2]!r}" in text_of(app, "#teacher-verdict"))
+        assert screen.preview.generation == generation
         shown = screen.query_one("#teacher-output").content
         assert [(span.start, span.end) for span in shown.spans if "reverse" in str(span.style)] == [(0, 2)]
         assert "no match" in text_of(app, "#teacher-verdict")

@@ -38,7 +38,7 @@ def test_author_snapshot(snap_compare, tmp_path, toy_model_dir):
         screen = pilot.app.screen
         for widget in screen.query("TextArea, Input"):
             widget.cursor_blink = False  # a blinking cursor would make the snapshot flaky
-        await wait_for(pilot, lambda: screen.teacher_done and str(screen.query_one("#student-verdict").render()) != "",
+        await wait_for(pilot, lambda: screen.preview.teacher_done and str(screen.query_one("#student-verdict").render()) != "",
                        timeout=60)
         await pilot.pause()
 
