@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from ctxtui import runner
+from ctxtui.export import export_results
 from ctxtui.screens.sample_detail import SampleDetailScreen
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.sample_grid import FILTERS, SampleGrid
@@ -35,6 +36,7 @@ class ResultsScreen(Screen):
         Binding("slash", "search", "Search"),
         Binding("enter", "detail", "Diff", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("x", "export", "Export", show=False),
     ]
 
     def __init__(self) -> None:
@@ -87,6 +89,8 @@ class ResultsScreen(Screen):
                                 lambda key=key: self.set_filter(key))
         yield SystemCommand("Search samples", "Focus the search box (/)", self.action_search)
         yield SystemCommand("Diff selected sample", "Teacher vs student outputs (enter)", self.action_detail)
+        yield SystemCommand("Export results", "The table and the shown samples as CSV and JSON in exports/ (x)",
+                            self.action_export)
 
     def show_run(self, run_dir: Path) -> None:
         self.shown_run = Path(run_dir)
@@ -195,5 +199,28 @@ class ResultsScreen(Screen):
             self.open_detail(key.value)
 
     def open_detail(self, key: str | None) -> None:
-        if key is not None and key.isdigit() and int(key) < len(self.samples):
-            self.app.push_screen(SampleDetailScreen(self.samples[int(key)]))
+        """The sample with row `key`; n / p there step through the rows the grid shows."""
+        keys = [row_key.value for row_key in self.query_one("#results-samples", SampleGrid).rows]
+        if key in keys:
+            self.app.push_screen(SampleDetailScreen([self.samples[int(k)] for k in keys], keys.index(key)))
+
+    def action_export(self) -> None:
+        """The shown table and the samples the grid shows (filter and search applied)."""
+        if self.shown_run is None:
+            self.notify("no run to export", severity="warning")
+            return
+        stage, operation = self.selected_stage_operation()
+        metrics = self.metrics
+        if metrics.get("combined"):
+            metrics = (((metrics.get("stages") or {}).get(stage) or {}).get("operations") or {}).get(operation) or {}
+        keys = [row_key.value for row_key in self.query_one("#results-samples", SampleGrid).rows]
+        samples = [self.samples[int(key)] for key in keys]
+        scope = "-".join(part for part in (stage, operation) if part)
+        try:
+            written = export_results(self.app.project_dir, self.shown_run.name, metrics, samples, scope)
+        except OSError as error:
+            self.notify(f"export failed: {error}", severity="error")
+            return
+        self.last_export = written
+        self.notify(f"{len(samples)} samples and the table written to exports/:\n"
+                    + "\n".join(path.name for path in written), title="Export", timeout=8)
