@@ -31,6 +31,7 @@ def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: 
                    max_seq_len: int, operation: int = 0) -> tuple[list[DistillExample], list[int]]:
     """(examples, indices of records whose answer the extractor could not find); `operation` tags them."""
     examples, missed = [], []
+    end_of_turn = chat_end_of_turn(project, tokenizer)
     for index, record in enumerate(records):
         answer = extractor.find(record.text)
         if answer is None:
@@ -39,14 +40,20 @@ def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: 
         span = answer_token_span(tokenizer, record.output_ids, record.text, answer, project.generate.stop)
         prompt_ids = tokenizer(student_prompt(project, tokenizer, record.input)).input_ids
         answer_ids = record.output_ids[span.start: span.end]
+        offsets = record.label_offsets
+        label_ids = [record.label_ids[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
+        label_probs = [record.label_probs[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
+        if end_of_turn is not None and answer_ids[-1] not in (end_of_turn, tokenizer.eos_token_id):
+            # A chat student closes its turn after the answer, as the chat model does; the teacher went
+            # on (or was cut off) there, so this one label is hard. The teacher's own ids are kept as they are.
+            answer_ids = answer_ids + [end_of_turn]
+            label_ids.append(torch.tensor([end_of_turn]))
+            label_probs.append(torch.ones(1))
         input_ids = prompt_ids + answer_ids
         if len(input_ids) > max_seq_len:
             raise EngineError(f"student sequence for input #{index} is {len(input_ids)} tokens "
                               f"(prompt {len(prompt_ids)} + answer {len(answer_ids)}), over distill.max_seq_len = "
                               f"{max_seq_len}; raise it or shorten the student template")
-        offsets = record.label_offsets
-        label_ids = [record.label_ids[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
-        label_probs = [record.label_probs[offsets[j]: offsets[j + 1]] for j in range(span.start, span.end)]
         examples.append(DistillExample(input_ids, len(prompt_ids), label_ids, label_probs, operation))
     if not examples:
         first = records[0].text if records else ""
@@ -54,6 +61,15 @@ def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: 
             f"the `{project.extract.kind}` extractor found no answer in any of the {len(records)} teacher outputs; "
             f"first output was {first!r}. Check [extract] against what the teacher writes (`ctxdistill preview`).")
     return examples, missed
+
+
+def chat_end_of_turn(project, tokenizer) -> int | None:
+    """The chat template's end-of-turn token id (`model.chat_template`), else None."""
+    if not project.model.chat_template:
+        return None
+    from engine.templates import end_of_turn_id
+
+    return end_of_turn_id(tokenizer)
 
 
 def collate(examples: list[DistillExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, SparseTargets]:

@@ -38,7 +38,7 @@ from engine import atomic
 from engine.config import Project
 from engine.errors import EngineError, StopRequested
 from engine.generation import Generated, generate_all
-from engine.templates import apply_chat_template, render_student, render_teacher
+from engine.templates import apply_chat_template, render_student, render_system, render_teacher
 
 CACHE_FORMAT = 3  # 3: labels drawn step by step, one generator per input, every batch reseeded (resumable)
 
@@ -59,7 +59,9 @@ class TeacherRecord:
 def teacher_prompt(project: Project, tokenizer, example: dict, index: int = 0) -> str:
     """Teacher prompt `index` of the input's ensemble (the only one when `teacher.ensemble` = 1)."""
     prompt = render_teacher(project, example, index)
-    return apply_chat_template(tokenizer, prompt) if project.model.chat_template else prompt
+    if not project.model.chat_template:
+        return prompt
+    return apply_chat_template(tokenizer, prompt, render_system(project, "teacher", example, index))
 
 
 def teacher_prompts(project: Project, tokenizer, example: dict) -> list[str]:
@@ -75,7 +77,9 @@ def teacher_prompts(project: Project, tokenizer, example: dict) -> list[str]:
 
 def student_prompt(project: Project, tokenizer, example: dict) -> str:
     prompt = render_student(project, example)
-    return apply_chat_template(tokenizer, prompt) if project.model.chat_template else prompt
+    if not project.model.chat_template:
+        return prompt
+    return apply_chat_template(tokenizer, prompt, render_system(project, "student", example))
 
 
 def model_fingerprint(project: Project, folder: Path | None = None) -> list:
@@ -112,6 +116,8 @@ def cache_key(project: Project, inputs: list[dict], teacher_weights: Path | None
         determining["ensemble"] = project.teacher.ensemble
     if project.teacher.vars:
         determining["teacher_vars"] = project.teacher.vars
+    if project.teacher.system:
+        determining["teacher_system"] = project.teacher.system
     if teacher_weights is not None:
         determining["teacher_weights"] = [str(Path(teacher_weights).resolve()), model_fingerprint(project, teacher_weights)]
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -338,6 +344,11 @@ def find_cache(runs_dir: Path, key: str) -> Path | None:
 def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder: Path, runs_dir: Path, events,
                  teacher_weights: Path | None = None, stop_requested=lambda: False) -> list[TeacherRecord]:
     """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`."""
+    from engine.models import model_problems
+
+    problem = model_problems(project, model)  # before any work: precision and LoRA targets on this model
+    if problem:
+        raise EngineError(problem)
     key = cache_key(project, inputs, teacher_weights)
     found = folder if is_whole(folder, key) else find_cache(runs_dir, key)
     if found is not None and found != folder:

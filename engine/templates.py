@@ -105,15 +105,84 @@ def render_student(project, example: dict) -> str:
     return render(project.student.template, "student", template_variables(project.student, example), seed)
 
 
+def render_system(project, which: str, example: dict, index: int = 0) -> str:
+    """The `[teacher] system` or `[student] system` message for one input ("" when the table sets none).
+
+    Seeded apart from the user turn, so `| sample(n)` in both draws independently.
+    """
+    config = project.teacher if which == "teacher" else project.student
+    if not config.system:
+        return ""
+    seed = render_seed(project.distill.seed, f"{which}-system", index, example)
+    return render(config.system, f"{which}.system", template_variables(config, example), seed)
+
+
 def render_prompts(project, example: dict) -> tuple[str, str]:
-    """(teacher prompt, student prompt) for one input dict."""
+    """(teacher prompt, student prompt) for one input dict (the system messages are rendered too, to check them)."""
+    render_system(project, "teacher", example)
+    render_system(project, "student", example)
     return render_teacher(project, example), render_student(project, example)
 
 
-def apply_chat_template(tokenizer, prompt: str) -> str:
-    """Wrap a rendered prompt as one user turn for chat models (`model.chat_template`)."""
+# --- chat models (`model.chat_template = true`) ----------------------------------
+#
+# A rendered template is the user turn and `system` the system message; the tokenizer's own
+# chat template joins them and opens the assistant turn, where generation starts. The
+# student learns the teacher's assistant-turn token ids, closed by the template's
+# end-of-turn token (engine/data.py), so the distilled model ends its turn as the chat
+# model does.
+
+
+def apply_chat_template(tokenizer, prompt: str, system: str = "") -> str:
+    """One conversation (an optional system message, then `prompt` as the user turn), opened for the assistant.
+
+    The text tokenizes to exactly the template's own token ids with `tokenizer(text)`: a
+    template that writes the BOS token itself (Llama 3) loses it here when the tokenizer
+    adds one too, so no prompt starts with two.
+    """
+    require_chat_template(tokenizer)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as error:  # e.g. a template that raises on a system message (some Gemma/Mistral ones)
+        hint = " (this template may not take a system message: leave `system` empty)" if system else ""
+        raise TemplateError("chat", f"the tokenizer's chat template failed: {type(error).__name__}: {error}{hint}") from None
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and adds_bos(tokenizer):
+        text = text[len(bos):]
+    return text
+
+
+def require_chat_template(tokenizer) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateError("chat", f"`model.chat_template` = true, but the tokenizer of {tokenizer.name_or_path!r} "
                                     "has no chat template (a base model?); set `model.chat_template = false`")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether `tokenizer(text)` puts the BOS token in front by itself."""
+    if tokenizer.bos_token_id is None:
+        return False
+    ids = tokenizer("a").input_ids
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+END_OF_TURN_PROBE = "ctxdistill-end-of-turn-probe"  # an assistant message no template changes
+
+
+def end_of_turn_id(tokenizer) -> int | None:
+    """The special token the chat template writes right after an assistant message (`<|im_end|>`,
+    `<|eot_id|>`, `<end_of_turn>`, `</s>`), or None when it writes none."""
+    require_chat_template(tokenizer)
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": END_OF_TURN_PROBE}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:
+        return None
+    if END_OF_TURN_PROBE not in text:
+        return None
+    after = text[text.index(END_OF_TURN_PROBE) + len(END_OF_TURN_PROBE):]
+    ids = tokenizer(after, add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids) | {
+        token_id for token_id, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
+    return ids[0] if ids and ids[0] in special else None

@@ -33,9 +33,10 @@ from engine.atomic import building_folder
 from engine.batches import BatchPlan
 from engine.config import Project
 from engine.data import DistillExample, collate
-from engine.errors import StopRequested
+from engine.errors import EngineError, StopRequested
 from engine.student_forward import answer_cross_entropy
-from engine.models import load_model
+from engine import lora
+from engine.models import load_model, precision_problem, resolve_model_path
 
 STOP_FILE = "STOP"
 KEEP_CHECKPOINTS = 2
@@ -145,6 +146,12 @@ def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, eve
     return 0
 
 
+def _base_reference(project: Project) -> str:
+    """How a LoRA adapter names the project's model: `toy-base` or a hub id as written, a folder by its absolute path."""
+    resolved = resolve_model_path(project.model.name, project.dir)
+    return project.model.name if resolved == project.model.name or project.model.name == "toy-base" else resolved
+
+
 # --- the recipe ---------------------------------------------------------------
 
 def train(project: Project, examples: list[DistillExample], events, *, run_dir: Path, output_dir: Path,
@@ -166,13 +173,27 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=project.model.device == "cpu")
+    problem = precision_problem(mixed_precision, accelerator.device, "distill.mixed_precision")
+    if problem:
+        raise EngineError(problem)
 
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
-    if mixed_precision != "no":
+    use_lora = lora.enabled(config.lora)
+    if use_lora:
+        # The base stays frozen in its dtype (one copy, e.g. bf16); the adapters train in fp32.
+        model = lora.add_adapter(model, config.lora)
+    elif mixed_precision != "no":
         model.float()  # master weights in fp32; autocast computes in bf16/fp16
+    if config.gradient_checkpointing:
+        model.config.use_cache = False
+        if hasattr(model, "activation_checkpointing_enable"):  # the name transformers 5 moved to
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -184,6 +205,9 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     if resume and start_step == 0 and complete_checkpoints(checkpoints_dir):
         # Every checkpoint was damaged, and a failed load may have filled some weights: start over cleanly.
         initial, _ = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
+        if use_lora:
+            torch.manual_seed(config.seed)
+            initial = lora.add_adapter(initial, config.lora)
         accelerator.unwrap_model(model).load_state_dict(initial.state_dict())
         optimizer.optimizer.state.clear()
         del initial
@@ -220,7 +244,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                 step_kl += kl.item() / config.grad_accum
                 window_tokens += int(attention_mask.sum()) * world
             if config.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -245,7 +269,13 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
         if accelerator.is_main_process:
             # Built aside and renamed: a run killed while saving leaves no half student that resume would trust.
             with building_folder(output_dir) as temporary:
-                accelerator.unwrap_model(model).save_pretrained(temporary, safe_serialization=True)
+                if use_lora:  # the adapter, its base named (engine/lora.py), and `merged/` on request
+                    base = init_from or _base_reference(project)
+                    lora.save_student(accelerator.unwrap_model(model), Path(temporary), base, config.lora.merge)
+                    if config.lora.merge:
+                        tokenizer.save_pretrained(Path(temporary) / lora.MERGED_DIR)
+                else:
+                    accelerator.unwrap_model(model).save_pretrained(temporary, safe_serialization=True)
                 tokenizer.save_pretrained(temporary)
         accelerator.wait_for_everyone()
         return output_dir
