@@ -176,7 +176,7 @@ class BaselinesConfig:
 
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # operation and stage names become folder names
-OPERATION_TABLES = ("inputs", "teacher", "student", "extract")
+OPERATION_TABLES = ("inputs", "teacher", "student", "extract", "eval")
 IMPLICIT = "main"  # the name of the one operation and stage of a project that declares none
 
 
@@ -190,6 +190,7 @@ class Operation:
     teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Overrides of the top-level [teacher]."})
     student: TemplateConfig = field(default_factory=TemplateConfig, metadata={"help": "Overrides of the top-level [student]."})
     extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "Overrides of the top-level [extract]."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Overrides of the top-level [eval] (e.g. its own metrics)."})
 
 
 TEACHER_SOURCES = ("base", "previous")
@@ -249,7 +250,7 @@ class Project:
         distill = stage.distill if stage is not None else self.distill
         only = replace(operation, weight=1.0)
         return replace(self, inputs=operation.inputs, teacher=operation.teacher, student=operation.student,
-                       extract=operation.extract, distill=distill, operations=(only,),
+                       extract=operation.extract, eval=operation.eval, distill=distill, operations=(only,),
                        stages=(Stage(name=stage.name if stage else IMPLICIT, operations=[name], distill=distill),),
                        combined=False)
 
@@ -334,7 +335,7 @@ def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
 def _build_operations(project: Project, raw: Any, problems: list[str]) -> tuple[Operation, ...]:
     if raw is None:
         implicit = Operation(name=IMPLICIT, inputs=project.inputs, teacher=project.teacher,
-                             student=project.student, extract=project.extract)
+                             student=project.student, extract=project.extract, eval=project.eval)
         return (implicit,)
     if not isinstance(raw, list) or not raw:
         problems.append("`operations` must be an array of tables: [[operations]] with a `name` each")
@@ -500,16 +501,17 @@ def validate(project: Project) -> list[str]:
     A project without [[operations]] or [[stages]] is validated under the
     top-level names (`inputs.function`), as it always was.
     """
-    from engine.usercode import reference_problem
-
     problems = []
     for operation in project.operations:
         problems += _validate_operation(project, operation)
     problems += _validate_names(project)
     for index, stage in enumerate(project.stages):
         problems += _validate_stage(project, index, stage)
-    for part in ("model", "generate", "eval"):
+    for part in ("model", "generate"):
         problems += _range_problems(getattr(project, part), part + ".")
+    for operation in project.operations:
+        owner = f"operations.{operation.name}." if operation.eval != project.eval else ""
+        problems += _range_problems(operation.eval, owner + "eval.") + _metric_problems(operation.eval, owner)
     device = project.model.device
     if not re.fullmatch(DEVICE_PATTERN, device):
         close = difflib.get_close_matches(device, ["auto", "cpu", "cuda", "cuda:0", "mps"], n=1)
@@ -524,21 +526,28 @@ def validate(project: Project) -> list[str]:
                                 f"`{owner}{table}.template`")
     if "" in project.generate.stop:
         problems.append("`generate.stop` has an empty string, which would end every teacher output at once; remove it")
-    for metric in project.eval.metrics:
-        if ":" in metric:
-            problem = reference_problem(metric, "eval.metrics")
-            if problem:
-                problems.append(problem)
-        elif metric not in METRICS:
-            close = difflib.get_close_matches(metric, METRICS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"`eval.metrics` has {metric!r}: expected one of {', '.join(METRICS)} or `module:function`{hint}")
     for method in project.baselines.methods:
         if method not in BASELINES:
             problems.append(f"`baselines.methods` has {method!r}: expected one of {', '.join(BASELINES)}")
     if project.baselines.methods and (len(project.operations) > 1 or len(project.stages) > 1):
         problems.append("`baselines.methods`: the supervised baselines run on single-operation, single-stage projects only")
     return list(dict.fromkeys(problems))  # operations inheriting the same faulty table report it once
+
+
+def _metric_problems(config: EvalConfig, owner: str) -> list[str]:
+    from engine.usercode import reference_problem
+
+    problems = []
+    for metric in config.metrics:
+        if ":" in metric:
+            problem = reference_problem(metric, f"{owner}eval.metrics")
+            if problem:
+                problems.append(problem)
+        elif metric not in METRICS:
+            close = difflib.get_close_matches(metric, METRICS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"`{owner}eval.metrics` has {metric!r}: expected one of {', '.join(METRICS)} or `module:function`{hint}")
+    return problems
 
 
 def _range_problems(config, prefix: str) -> list[str]:

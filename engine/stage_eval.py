@@ -114,7 +114,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             results[name]["answer_kl"] = {"before": kl_before[name],
                                           "after": answer_kl(view, model, tokenizer, held_out[name], teacher[name])}
             announce("student_after", name, results[name]["student_after"])
-            if project.eval.teacher_template_for_student:
+            if view.eval.teacher_template_for_student:
                 # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
                 kept[name] = decode(view, model, tokenizer, held_out[name], "teacher", extractors[name],
                                     on_batch=progress("student_after_teacher_template"))

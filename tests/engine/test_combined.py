@@ -449,3 +449,17 @@ evaluate = ["copy"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["stages"]["only"]["operations"]) == {"reverse", "copy"}
     assert set(metrics["matrix"]["only"]) == {"reverse", "copy"}
+
+
+def test_an_operation_may_score_itself_its_own_way(tmp_path, char_model_dir):
+    folder = combined_project(tmp_path / "own-eval", char_model_dir, OPERATIONS + '''
+[operations.eval]
+metrics = ["rouge_l"]
+reference = "teacher"
+''', max_steps=1)
+    project = load_project(folder)
+    assert project.operation("copy").eval.metrics == ["rouge_l"] and project.operation("reverse").eval == project.eval
+    assert main(["run", str(folder), "--quiet"]) == 0
+    operations = json.loads((only_run(folder) / "metrics.json").read_text())["stages"]["main"]["operations"]
+    assert set(operations["copy"]["student_after"]) == {"rouge_l"}
+    assert set(operations["reverse"]["student_after"]) == {"exact_match", "rouge_l"}

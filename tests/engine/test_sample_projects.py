@@ -23,15 +23,17 @@ def test_sample_project_is_valid(project_file):
     project = load_project(project_file.parent)
     assert project.name == project_file.parent.name
     assert project.description
-    Extractor(project.extract, project.dir)
-    if project.inputs.source in ("python", "file"):
-        distill, held_out = load_inputs(project)
-        assert len(distill) == project.inputs.count and len(held_out) == project.eval.count
-        teacher, student = render_prompts(project, held_out[0])
-        assert str(held_out[0]["input"]) in teacher and str(held_out[0]["input"]) in student
-        assert len(student) < len(teacher)
-        if project.eval.reference == "label" or "accuracy" in project.eval.metrics:
-            assert all(example.get("label") is not None for example in distill + held_out)
+    for operation in project.operations:
+        view = project.for_operation(operation.name)
+        Extractor(view.extract, view.dir)
+        if view.inputs.source in ("python", "file"):
+            distill, held_out = load_inputs(view)
+            assert len(distill) == view.inputs.count and len(held_out) == view.eval.count
+            teacher, student = render_prompts(view, held_out[0])
+            assert str(held_out[0]["input"]) in teacher and str(held_out[0]["input"]) in student
+            assert len(student) < len(teacher)
+            if view.eval.reference == "label" or "accuracy" in view.eval.metrics:
+                assert all(example.get("label") is not None for example in distill + held_out)
 
 
 @pytest.mark.parametrize("project_file", SAMPLE_PROJECTS, ids=lambda path: path.parent.name)

@@ -33,8 +33,16 @@ def test_sample_project_runs_with_tiny_counts(project_dir, tmp_path):
 
     (run_dir,) = (copy / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {"teacher", "student_before", "student_after", "prompt_tokens"} <= set(metrics)
-    assert metrics["prompt_tokens"]["ratio"] > 1  # the teacher's prompt is the long one
-    for name in document["baselines"]["methods"] if "baselines" in document else []:
-        assert f"baseline_{name}" in metrics
-    assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 4
+    if metrics.get("combined"):
+        last = list(metrics["stages"].values())[-1]["operations"]
+        every = list(last.values())
+        assert set(metrics["matrix"]) == set(metrics["stages"])
+    else:
+        every = [metrics]
+        for name in document["baselines"]["methods"] if "baselines" in document else []:
+            assert f"baseline_{name}" in metrics
+    for figures in every:
+        assert {"teacher", "student_before", "student_after", "prompt_tokens"} <= set(figures)
+        assert figures["prompt_tokens"]["ratio"] > 1  # the teacher's prompt is the long one
+    evaluated = sum(len(stage["operations"]) for stage in metrics["stages"].values()) if metrics.get("combined") else 1
+    assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 4 * evaluated  # eval.count per operation
