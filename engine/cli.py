@@ -225,14 +225,16 @@ def format_table(metrics: dict) -> str:
 
 
 def format_matrix(matrix: dict[str, dict[str, dict]]) -> str:
-    """Rows: after each stage; columns: operations; cells: the student's first metric."""
+    """Rows: after each stage; columns: operations; cells: the student's first metric of that operation."""
     operations = list(dict.fromkeys(name for row in matrix.values() for name in row))
-    metric = next((name for row in matrix.values() for cell in row.values() for name in cell), None)
+    metric = {name: next(iter(cell)) for row in matrix.values() for name, cell in row.items() if cell}
     width = max([12] + [len(name) + 2 for name in operations])
-    lines = [f"overwrite matrix ({metric} of the student after each stage, per operation)",
+    used = ", ".join(dict.fromkeys(metric.values()))
+    lines = [f"overwrite matrix ({used} of the student after each stage, per operation)",
              f"{'after stage':<24}" + "".join(f"{name:>{width}}" for name in operations)]
     for stage, row in matrix.items():
-        cells = "".join(f"{row[name][metric]:>{width}.3f}" if name in row else f"{'-':>{width}}" for name in operations)
+        cells = "".join(f"{row[name][metric[name]]:>{width}.3f}" if name in row and name in metric else f"{'-':>{width}}"
+                        for name in operations)
         lines.append(f"{stage:<24}" + cells)
     return "\n".join(lines)
 
