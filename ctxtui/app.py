@@ -64,6 +64,8 @@ class CtxApp(App):
     """Author, Run, Results and Runs over one project folder."""
 
     TITLE = "ctxtui"
+    # The `?` panel: narrow enough at 80 columns that the screen beside it stays readable.
+    CSS = "HelpPanel { width: 30%; min-width: 24; max-width: 50; }"
     MODES = {"author": AuthorScreen, "run": RunScreen, "results": ResultsScreen, "runs": RunsScreen,
              "settings": SettingsScreen}
     DEFAULT_MODE = "author"
@@ -74,7 +76,7 @@ class CtxApp(App):
         Binding("f2", "switch_mode('author')", "Author", priority=True),
         Binding("f3", "show_run", "Run", priority=True),
         Binding("f4", "switch_mode('results')", "Results", priority=True),
-        Binding("f5", "switch_mode('settings')", "Settings", priority=True),
+        Binding("f5", "switch_mode('settings')", "Settings", priority=True, show=False),  # fits 80 columns
         Binding("f8", "switch_mode('runs')", "Runs", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True, show=False),  # the title says "unsaved (ctrl+s)"
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -157,6 +158,31 @@ def kill(run_dir: Path) -> bool:
     return True
 
 
+LOG_LINES = 500
+LOG_FIGURES = ("step", "total_steps", "loss", "kl", "lr", "tokens_per_s", "memory_mb", "which", "cache", "status")
+
+
+def event_line(event: dict) -> str:
+    """`12:04:31 train [second/lower] step 3/10 loss 0.4120 lr 1.00e-03`: one event for the log pane."""
+    when = datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S") if isinstance(event.get("time"), (int, float)) else "--:--:--"
+    scope = "/".join(str(event[key]) for key in ("stage_name", "operation") if event.get(key))
+    kind, stage = str(event.get("type", "?")), str(event.get("stage") or "")
+    parts = [when, kind] + ([stage] if stage and stage != kind else []) + ([f"[{scope}]"] if scope else [])
+    if event.get("message"):
+        parts.append(str(event["message"]).splitlines()[0])
+    if "step" in event and "total_steps" in event:
+        parts.append(f"{event['step']}/{event['total_steps']} {event.get('unit', 'steps')}")
+    for key in LOG_FIGURES[2:]:
+        value = event.get(key)
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.2e}" if key == "lr" else f"{key} {value:.4g}")
+        elif value is not None and not isinstance(value, (dict, list)):
+            parts.append(f"{key} {value}")
+    if event.get("type") == "eval" and isinstance(event.get("metrics"), dict):
+        parts += [f"{name} {value:.3f}" for name, value in event["metrics"].items() if isinstance(value, (int, float))]
+    return " ".join(parts)
+
+
 @dataclass
 class WatchedRun(RunState):
     """`RunState` plus what a dashboard needs to tell the truth (issue 12).
@@ -169,6 +195,9 @@ class WatchedRun(RunState):
     """
 
     unit: str = "steps"
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))  # the newest events as lines
+    log_count: int = 0  # events logged in all (the screen writes the lines it has not written yet)
+    eval_progress: dict = field(default_factory=dict)  # which -> (done, total) inputs of the evaluation
     kls: list[tuple[int, float]] = field(default_factory=list)  # the student's answer KL per logged step
     active_s: float = 0.0  # time run by the run's earlier processes
     process_started_at: float | None = None
@@ -189,6 +218,10 @@ class WatchedRun(RunState):
         if where != (self.stage, self.stage_name, self.operation) and kind != "done":
             self.step, self.total_steps, self.eta_s = 0, 0, None
         super().apply(event)
+        self.log.append(event_line(event))
+        self.log_count += 1
+        if kind == "progress" and event.get("stage") == "eval" and event.get("which"):
+            self.eval_progress[event["which"]] = (event.get("step", 0), event.get("total_steps", 0))
         if kind == "progress":
             self.unit = event.get("unit", "steps")
         elif kind == "train" and event.get("phase", "student") == "student":

@@ -40,11 +40,11 @@ def saved_models(project_dir: Path) -> list[SavedModel]:
         short = run.name.split("-", 1)[0][4:13]  # 20260101T000000Z -> 0101T0000
         places = [(run, "")] + [(stage, f" {stage.name}") for stage in sorted((run / "stages").glob("*"))
                                 if stage.is_dir()]
-        if (run / "student" / "config.json").exists():
-            found.append(SavedModel(f"{short} student", run / "student", "student"))
         for folder, stage in places:
-            if stage and (folder / "student" / "config.json").exists():
-                found.append(SavedModel(f"{short}{stage} student", folder / "student", "student"))
+            # A LoRA student without `merge = true` is an adapter only: its `merged/` is the loadable one.
+            for student, suffix in ((folder / "student", ""), (folder / "student" / "merged", " merged")):
+                if (student / "config.json").exists():
+                    found.append(SavedModel(f"{short}{stage} student{suffix}", student, "student"))
             for checkpoint in sorted((folder / "checkpoints").glob("step-*"), key=_step, reverse=True):
                 if (checkpoint / "model.safetensors").exists():
                     found.append(SavedModel(f"{short}{stage} {checkpoint.name}", checkpoint, "checkpoint"))

@@ -66,6 +66,7 @@ class AuthorScreen(Screen):
                          allow_blank=False, id="extract-kind", compact=True)
             yield Input(parameter, placeholder="pattern / marker / module:function", id="extract-parameter",
                         compact=True)
+            yield Static("F5 all settings", classes="row-label", id="settings-hint")
         yield Static("", id="config-problems", markup=False)
         with Horizontal(id="bottom"):
             with Vertical(id="input-column"):

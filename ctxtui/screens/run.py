@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from ctxtui import runner
@@ -28,6 +28,8 @@ from ctxtui.widgets.stage_matrix import StageMatrix
 from engine.events import EventTail
 
 POLL_S = 0.2
+LOG_KEEP = 2000  # lines the log pane keeps
+EVAL_ROLES = ("teacher", "student_before", "student_after")
 
 # When a stop request takes effect, by engine stage (the recipe checks STOP between these).
 STOP_TAKES_EFFECT = {
@@ -87,6 +89,7 @@ class RunScreen(Screen):
         self.alive = False
         self.seen_alive = False
         self.status = "no run"
+        self.logged = 0  # events written to the log pane
         self.planned: list[tuple[str, list[str]]] = []
 
     def compose(self) -> ComposeResult:
@@ -98,6 +101,9 @@ class RunScreen(Screen):
             yield Static("", id="run-stage")
             yield ProgressBar(total=None, show_eta=False, id="run-progress")
             yield Static("", id="run-timing")
+        with Horizontal(id="eval-row"):
+            yield Static("", id="eval-label")
+            yield ProgressBar(total=None, show_eta=False, id="eval-progress")
         with Horizontal(id="charts"):
             yield LineChart("loss", id="loss-chart")
             yield LineChart("answer KL", id="kl-chart")
@@ -107,12 +113,17 @@ class RunScreen(Screen):
         yield MetricsTable(id="run-metrics")
         yield StageMatrix(id="run-matrix")
         yield Static("", id="run-savings")
+        yield Log(max_lines=LOG_KEEP, id="run-log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False
         self.query_one("#run-matrix").display = False
         self.query_one("#run-stages").display = False
+        self.query_one("#eval-row").display = False
+        log = self.query_one("#run-log", Log)
+        log.border_title = "events"
+        log.HELP = "## Events\n\nThe run's `events.jsonl`, one line per event, newest last (the full file is in the run folder)."
         self.query_one("#run-progress").HELP = (
             "## Progress\n\nCounts of the current stage: teacher pass (inputs), training (steps), "
             "evaluation (inputs), with the run's elapsed time (all its processes) and the engine's ETA.")
@@ -139,6 +150,9 @@ class RunScreen(Screen):
     def watch_run(self, run_dir: Path) -> None:
         self.watched = Path(run_dir)
         self.state, self.alive = runner.WatchedRun(), runner.run_alive(self.watched)
+        self.logged = 0
+        self.query_one("#run-log", Log).clear()
+        self.query_one("#eval-row").display = False
         self.seen_alive = self.alive
         self.planned = runner.planned_stages(self.watched)
         self.query_one("#run-title", Static).update(f"run {self.watched.name}")
@@ -192,6 +206,8 @@ class RunScreen(Screen):
             chart = self.query_one(chart_id, LineChart)
             chart.border_subtitle = f"steps {points[0][0]}–{points[-1][0]}" if points else ""
         self.show_message()
+        self.show_log()
+        self.show_eval_progress()
         self.refresh_stats()
         if state.evals or self.status == "completed":
             self.show_final_table()
@@ -211,6 +227,29 @@ class RunScreen(Screen):
         else:
             bar.update(total=None, progress=0)  # counts not known yet: indeterminate, never "0/?"
         bar.display = self.status in ("running", "starting", "completed") or bool(state.total_steps)
+
+    def show_log(self) -> None:
+        """Write the events not written yet (the state keeps the newest few hundred)."""
+        state = self.state
+        new = min(state.log_count - self.logged, len(state.log))
+        if new > 0:
+            self.query_one("#run-log", Log).write_lines(list(state.log)[-new:])
+        self.logged = state.log_count
+
+    def show_eval_progress(self) -> None:
+        """`eval student before 8/16`: inputs decoded by each of the three evaluations, as one bar."""
+        progress = self.state.eval_progress
+        row = self.query_one("#eval-row")
+        row.display = bool(progress)
+        if not progress:
+            return
+        per_role = max(total for _, total in progress.values()) or 1
+        roles = list(dict.fromkeys([*EVAL_ROLES, *progress]))
+        done = sum(progress.get(role, (0, 0))[0] for role in roles)
+        which = list(progress)[-1]
+        step, total = progress[which]
+        self.query_one("#eval-label", Static).update(f"eval {which.replace('_', ' ')} {step}/{total}")
+        self.query_one("#eval-progress", ProgressBar).update(total=per_role * len(roles), progress=done)
 
     def show_message(self) -> None:
         """The engine's latest status line while running; the outcome once the run has ended."""

@@ -18,10 +18,10 @@ class FieldRow(Vertical):
     DEFAULT_CSS = """
     FieldRow { height: auto; margin: 0 0 1 0; }
     FieldRow > Horizontal { height: 1; }
-    FieldRow .field-key { width: 24; color: $text-accent; }
-    FieldRow Input, FieldRow Select { width: 1fr; }
-    FieldRow .field-help { color: $text-muted; padding: 0 0 0 24; height: auto; }
-    FieldRow .field-problems { color: $text-error; padding: 0 0 0 24; height: auto; display: none; }
+    FieldRow .field-key { width: 1fr; max-width: 22; color: $text-accent; }
+    FieldRow Input, FieldRow Select { width: 2fr; }
+    FieldRow .field-help { color: $text-muted; padding: 0 0 0 2; height: auto; }
+    FieldRow .field-problems { color: $text-error; padding: 0 0 0 2; height: auto; display: none; }
     FieldRow.-error .field-problems { display: block; }
     FieldRow.-error .field-key { color: $text-error; }
     """

@@ -77,7 +77,7 @@ or checkpoint of one of this project's runs ("try the student").
 
     def on_mount(self) -> None:
         self.query_one("#teacher-output").border_title = "teacher generation"
-        self.query_one("#student-output").border_title = "student (base model)"
+        self.query_one("#student-output").border_title = "student output"
         self.query_one("#preview-model").tooltip = "Which weights run the preview: the base model, or a saved run's"
         self.refresh_saved_models()
 
@@ -110,6 +110,10 @@ or checkpoint of one of this project's runs ("try the student").
         """The prompts cannot be rendered: drop the running generation and its stale verdicts."""
         self.generation += 1
         self.workers.cancel_group(self, "preview")
+        if self._timer is not None:  # a preview asked for before the error must not start after it
+            self._timer.stop()
+            self._timer = None
+        self.project = None
         self.teacher_text, self.teacher_done = "", False
         self.query_one("#teacher-output", Static).update(reason)
         self.query_one("#student-output", Static).update("")
@@ -199,10 +203,11 @@ or checkpoint of one of this project's runs ("try the student").
             return
         self.source = source
         name = "base model" if source is None else source.label
-        self.query_one("#student-output").border_title = f"student ({name})"
-        self.query_one("#teacher-output").border_title = "teacher generation" + (f" ({name})" if source else "")
-        if self.project is not None:
-            self.load(self.project)
+        self.query_one("#student-output").border_subtitle = name if source else ""
+        self.query_one("#teacher-output").border_subtitle = name if source else ""
+        project = self.project or self.app.project  # None while the template has an error
+        if project is not None:
+            self.load(project)
 
     def on_preview_model_loaded(self, message: PreviewModelLoaded) -> None:
         message.stop()

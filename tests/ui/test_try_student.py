@@ -43,7 +43,7 @@ async def test_preview_runs_a_checkpoint_on_an_input_of_my_own(project_dir, toy_
         checkpoint = next(saved for saved in pane.saved if saved.kind == "checkpoint")
         picker.value = str(checkpoint.path)
         await wait_for(pilot, lambda: pane.source == checkpoint)
-        assert "step-2" in str(screen.query_one("#student-output").border_title)
+        assert "step-2" in str(screen.query_one("#student-output").border_subtitle)
         free = screen.query_one("#free-input")
         free.focus()
         await pilot.press(*"zyx", "enter")
