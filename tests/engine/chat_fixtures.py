@@ -3,6 +3,8 @@ and the chat template of a real chat model family, so tests see what Qwen and Ll
 
 - ChatML (Qwen 2.5): `<|im_start|>role\\n...<|im_end|>\\n`, a default system message, no BOS;
   the tokenizer's EOS is `<|endoftext|>` (as in Qwen's base models), not the end of turn.
+  On a Qwen2 model the tokenizer is a real `Qwen2Tokenizer` (a byte-level BPE trained on the fly):
+  transformers 5 loads the tokenizer of a `qwen2` folder as that class, whatever was saved.
 - Llama 3: `<|begin_of_text|>` written by the template *and* added by the tokenizer's
   post-processor (the real one does both), `<|eot_id|>` ends a turn, EOS is `<|end_of_text|>`.
 """
@@ -31,6 +33,24 @@ LLAMA3_TEMPLATE = (
 )
 
 STYLES = ("chatml", "llama3")
+
+
+def build_qwen2_tokenizer():
+    """A `Qwen2Tokenizer` with ChatML tokens and template, from a byte-level BPE trained on the test corpus."""
+    import json
+
+    from transformers import AddedToken, Qwen2Tokenizer
+
+    from engine_fixtures import build_bpe_tokenizer
+
+    state = json.loads(build_bpe_tokenizer().backend_tokenizer.to_str())
+    tokenizer = Qwen2Tokenizer(vocab=state["model"]["vocab"], merges=[tuple(m) for m in state["model"]["merges"]],
+                               unk_token=None, bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True)
+                                                                for t in ("<|im_start|>", "<|im_end|>")]})
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.model_max_length = 32768
+    return tokenizer
 
 
 def build_chat_tokenizer(style: str):
@@ -62,8 +82,10 @@ def build_chat_model_dir(folder: Path, style: str, *, architecture: str = "llama
     """A random tiny chat model (`llama`: the toy Llama; `qwen2`: Qwen2ForCausalLM) saved with its tokenizer."""
     import torch
 
+    from transformers import AutoTokenizer
+
     torch.manual_seed(seed)
-    tokenizer = build_chat_tokenizer(style)
+    tokenizer = build_qwen2_tokenizer() if architecture == "qwen2" else build_chat_tokenizer(style)
     if architecture == "qwen2":
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -79,4 +101,6 @@ def build_chat_model_dir(folder: Path, style: str, *, architecture: str = "llama
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    text = "Input: abc def\n<|im_end|>\n"
+    assert AutoTokenizer.from_pretrained(folder)(text).input_ids == tokenizer(text).input_ids, "the tokenizer round-trips"
     return folder
