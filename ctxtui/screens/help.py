@@ -27,13 +27,18 @@ WORKFLOW = """\
    opens a sample.
 4. **Runs (F8)**: every run of the project; **space** marks, **c** compares.
 
+**Settings (F5)** edits every table of `project.toml` (and each operation and
+stage) in a form with each key's help, checked as you type with the CLI's
+messages. On Author, the **base model** picker runs the preview on a saved
+student or checkpoint, and **your own input** adds an input to try.
+
 # Keys
 
 | key | where | does |
 | --- | --- | --- |
 | F1 | everywhere | this page |
 | ? | everywhere but a text field | the key map and help for the focused widget |
-| F2 F3 F4 F8 | everywhere | Author, Run (the live run), Results, Runs |
+| F2 F3 F4 F5 F8 | everywhere | Author, Run (the live run), Results, Settings, Runs |
 | ctrl+p | everywhere | command palette: every action, searchable |
 | ctrl+s | everywhere | save project.toml (asks if it changed on disk or has problems) |
 | ctrl+q | everywhere | quit (asks about unsaved edits and a live run) |
@@ -42,7 +47,9 @@ WORKFLOW = """\
 | ctrl+r | Author | sample the teacher again |
 | ctrl+down / ctrl+up | Author | next / previous sample input |
 | n s r k o | Run | new run, stop, resume, kill, results |
-| f / m / enter | Results | cycle filter, cycle matrix metric, sample detail |
+| f / m / enter / x | Results | cycle filter, cycle matrix metric, sample detail, export CSV + JSON |
+| n p | sample detail | next / previous sample of the grid |
+| o t delete | Settings table list | add operation, add stage, remove one |
 | j k g G | grids | down, up, top, bottom |
 | enter o space c | Runs | dashboard, results, mark, compare |
 | escape | dialogs | close / cancel |
