@@ -33,11 +33,12 @@ def preflight(project: Project, inputs: Inputs | None = None) -> None:
 
 
 def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[str]:
-    from engine.models import resolve_device
+    from engine.models import precision_problems, resolve_device
 
     problems = []
     try:
         resolve_device(project.model.device)
+        problems += precision_problems(project)  # e.g. bfloat16 asked for on a CPU
     except EngineError as error:
         problems.append(str(error))
     for operation in project.operations:

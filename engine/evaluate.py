@@ -217,38 +217,47 @@ def rouge_l(predictions: list[str], references: list[list[str] | str]) -> list[f
 
 @torch.no_grad()
 def answer_kl(project: Project, student_model, tokenizer, inputs: list[dict], teacher: list[Decoded],
-              batch_size: int = 16) -> float | None:
+              batch_size: int = 16, per_input: list | None = None) -> float | None:
     """Mean KL(teacher with context || student without it) over the teacher's answer tokens.
 
     The teacher's distributions come from its own greedy decoding (logits kept);
     the student's from one forward pass over student prompt + the same answer ids.
+    `per_input`, if given, is filled with each input's mean over its answer tokens
+    (None where the teacher gave no answer), for the per-sample view.
     """
+    from engine.student_forward import answer_logits
     from engine.data import DistillExample
 
-    examples, teacher_rows = [], []
-    for example, decoded in zip(inputs, teacher):
-        if decoded.span is None or decoded.answer_logits is None:
+    examples, teacher_rows, owners = [], [], []
+    for index, (example, decoded) in enumerate(zip(inputs, teacher)):
+        if decoded.span is None or decoded.answer_logits is None or decoded.span[1] == decoded.span[0]:
             continue
+        owners.append(index)
         start, end = decoded.span
         prompt_ids = tokenizer(student_prompt(project, tokenizer, example)).input_ids
         answer_ids = decoded.output_ids[start:end]
         examples.append(DistillExample(prompt_ids + answer_ids, len(prompt_ids), [torch.zeros(1, dtype=torch.long)] * len(answer_ids),
                                        [torch.ones(1)] * len(answer_ids)))
         teacher_rows.append(decoded.answer_logits)
+    if per_input is not None:
+        per_input[:] = [None] * len(inputs)
     if not examples:
         return None
     total, count = 0.0, 0
     for first in range(0, len(examples), batch_size):
         batch = examples[first: first + batch_size]
         input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
-        logits = student_model(input_ids=input_ids.to(student_model.device),
-                               attention_mask=attention_mask.to(student_model.device)).logits.float().cpu()
-        rows, columns = targets.positions.unbind(-1)
-        student_logits = logits[rows, columns]
+        # The LM head at the answer rows only: a real vocabulary makes whole-sequence logits gigabytes.
+        student_logits = answer_logits(student_model, input_ids.to(student_model.device),
+                                       attention_mask.to(student_model.device), targets.positions).float().cpu()
         teacher_logits = torch.cat(teacher_rows[first: first + batch_size]).float()
         kl = dense_kl(teacher_logits, student_logits)
         total += kl.sum().item()
         count += len(kl)
+        if per_input is not None:
+            for row, (owner, piece) in enumerate(zip(owners[first: first + batch_size],
+                                                     kl.split([len(e.label_ids) for e in batch]))):
+                per_input[owner] = round(piece.mean().item(), 5)
     return round(total / count, 5)
 
 

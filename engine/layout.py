@@ -66,7 +66,8 @@ class RunLayout:
 
 
 def is_saved_model(folder: Path) -> bool:
-    return (folder / "config.json").exists()
+    """A full model folder, or a LoRA student's adapter (engine/lora.py follows it back to its base)."""
+    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
 
 
 def publish_student(source: Path, target: Path) -> None:

@@ -91,7 +91,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
 
         events.set_scope(stage.name, None)
         events.emit("status", stage="eval", message="evaluating the student before distillation")
-        before, kl_before = {}, {}
+        before, kl_before, per_input_before = {}, {}, {}
         same_weights = previous == teacher_weights
         with (_reuse(model, tokenizer) if same_weights else loaded(project, previous)) as (start_model, _):
             for name in names:
@@ -99,20 +99,24 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
                 before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student",
                                       on_batch=progress("student_before"))
                 results[name]["student_before"] = _score(views[name], before[name], references[name], held_out[name])
-                kl_before[name] = answer_kl(views[name], start_model, tokenizer, held_out[name], teacher[name])
+                per_input_before[name] = []
+                kl_before[name] = answer_kl(views[name], start_model, tokenizer, held_out[name], teacher[name],
+                                            per_input=per_input_before[name])
                 announce("student_before", name, results[name]["student_before"])
 
     events.set_scope(stage.name, None)
     events.emit("status", stage="eval", message="evaluating the student after distillation")
-    after, kept = {}, {}
+    after, kept, per_input_after = {}, {}, {}
     with loaded(project, student_dir) as (model, tokenizer):
         for name in names:
             events.set_scope(stage.name, name)
             view = views[name]
             after[name] = decode(view, model, tokenizer, held_out[name], "student", on_batch=progress("student_after"))
             results[name]["student_after"] = _score(view, after[name], references[name], held_out[name])
+            per_input_after[name] = []
             results[name]["answer_kl"] = {"before": kl_before[name],
-                                          "after": answer_kl(view, model, tokenizer, held_out[name], teacher[name])}
+                                          "after": answer_kl(view, model, tokenizer, held_out[name], teacher[name],
+                                                             per_input=per_input_after[name])}
             announce("student_after", name, results[name]["student_after"])
             if view.eval.teacher_template_for_student:
                 # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
@@ -142,7 +146,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
                    "label": example.get("label"), "reference": reference,
                    "teacher": sample_entry(teacher[name][position], reference),
                    "student_before": sample_entry(before[name][position], reference),
-                   "student_after": sample_entry(after[name][position], reference)}
+                   "student_after": sample_entry(after[name][position], reference),
+                   "answer_kl": {"before": per_input_before[name][position], "after": per_input_after[name][position]}}
             if name in kept:
                 row["student_after_teacher_template"] = sample_entry(kept[name][position], reference)
             samples.append(row)

@@ -31,7 +31,8 @@ def test_sample_project_is_valid(project_file):
             assert len(distill) == view.inputs.count and len(held_out) == view.eval.count
             teacher, student = render_prompts(view, held_out[0])
             assert str(held_out[0]["input"]) in teacher and str(held_out[0]["input"]) in student
-            assert len(student) < len(teacher)
+            # Shorter, except in an operation that self-distils the teacher's own output (addition-keep).
+            assert len(student) < len(teacher) or view.student.template == view.teacher.template
             if view.eval.reference == "label" or "accuracy" in view.eval.metrics:
                 assert all(example.get("label") is not None for example in distill + held_out)
 
