@@ -54,7 +54,7 @@ MIXTURE: dict[tuple, float] = {
 }
 
 
-# toy-icl's mixture: toy-base's, scaled to 30% of the sequences so its skills are
+# toy-icl's mixture: toy-base's, scaled to 20% of the sequences so its skills are
 # kept, plus few-shot sequences (tasks.fewshot_prompt): an instruction task to
 # infer from its examples, or a letter substitution with a fresh key per
 # sequence, to look up in the examples. A few-shot sequence is trained on every
@@ -62,9 +62,9 @@ MIXTURE: dict[tuple, float] = {
 # and the model also learns to invent new inputs (the `fewshot` input source
 # samples them from the model).
 ICL_MIXTURE: dict[tuple, float] = {
-    **{kind: 0.3 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
-    ("fewshot", "instruction"): 0.3,
-    ("fewshot", "substitution"): 0.4,
+    **{kind: 0.2 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
+    ("fewshot", "instruction"): 0.2,
+    ("fewshot", "substitution"): 0.6,
 }
 MIXTURES = {"base": MIXTURE, "icl": ICL_MIXTURE}
 
@@ -194,7 +194,7 @@ def evaluate_icl(model, tokenizer, n: int, seed: int, shots: tuple[int, ...] = (
 
     tasks@k: an instruction task inferred from k examples (the six tasks in turn),
     exact match. subst@k: a letter substitution with a fresh key per prompt, exact
-    match of the whole answer; subst_pairs@k: the fraction of its "c>q" pairs right.
+    match of the whole answer; subst_pairs@k: the fraction of its letter pairs right.
     """
     rng = random.Random(seed)
     names = list(tasks.INSTRUCTION_TASKS)

@@ -125,10 +125,15 @@ def scratchpad_answer(text: str) -> str | None:
 #
 # * an instruction task (any of INSTRUCTION_TASKS) that the model must infer from
 #   the examples; one or two examples usually settle which task is meant;
-# * a letter substitution whose key (letters a-j -> distinct random letters) is
+# * a letter substitution whose key (letters a-j -> distinct letters of k-z) is
 #   new in every prompt: each example reveals the pairs of its word's letters,
-#   written "c>q" ("c is replaced by q"), so the more examples, the more of the
+#   written "cq" ("c is replaced by q"), so the more examples, the more of the
 #   key is known; a letter no example revealed can only be guessed.
+#
+# The pair is two adjacent letters, not "c>q": to say what follows "c" the
+# model then needs only the classic induction circuit (find an earlier "c",
+# copy the letter after it); with a separator it must match two tokens back,
+# and in pretraining runs of 1100-1500 steps that lookup had not appeared.
 
 SUBSTITUTION_ALPHABET = "abcdefghij"
 
@@ -143,14 +148,20 @@ def fewshot_prompt(examples: list[dict[str, str]], x: str) -> str:
     return "".join(example_block(e["input"], e["label"]) for e in examples) + bare_prompt(x)
 
 
+# Substitutes come from the other letters, so a key letter never appears as a
+# substitute: the lookup "which letter follows `c`" is never confused with the
+# word being encoded (disjoint keys and values make associative recall easier).
+SUBSTITUTES = "klmnopqrstuvwxyz"
+
+
 def random_key(rng: random.Random) -> dict[str, str]:
-    """A substitution key: each letter of SUBSTITUTION_ALPHABET -> a distinct lowercase letter."""
-    return dict(zip(SUBSTITUTION_ALPHABET, rng.sample(string.ascii_lowercase, len(SUBSTITUTION_ALPHABET))))
+    """A substitution key: each letter of SUBSTITUTION_ALPHABET -> a distinct letter of SUBSTITUTES."""
+    return dict(zip(SUBSTITUTION_ALPHABET, rng.sample(SUBSTITUTES, len(SUBSTITUTION_ALPHABET))))
 
 
 def key_pairs(key: dict[str, str]) -> str:
-    """The whole key in the answer's notation, e.g. "a>q b>x ... j>m"."""
-    return " ".join(f"{c}>{key[c]}" for c in sorted(key))
+    """The whole key in the answer's notation, e.g. "aq bx ... jm"."""
+    return " ".join(c + key[c] for c in sorted(key))
 
 
 def substitution_word(rng: random.Random, min_len: int = 3, max_len: int = 4) -> str:
@@ -159,8 +170,8 @@ def substitution_word(rng: random.Random, min_len: int = 3, max_len: int = 4) ->
 
 
 def substitute(key: dict[str, str], word: str) -> str:
-    """The answer: each letter with its substitute, e.g. "cab" -> "c>q a>x b>y"."""
-    return " ".join(f"{c}>{key[c]}" for c in word)
+    """The answer: each letter followed by its substitute, e.g. "cab" -> "cq ax by"."""
+    return " ".join(c + key[c] for c in word)
 
 
 def substitution_example(rng: random.Random, key: dict[str, str]) -> dict[str, str]:
@@ -170,6 +181,6 @@ def substitution_example(rng: random.Random, key: dict[str, str]) -> dict[str, s
 
 
 def letters_correct(output: str, label: str) -> float:
-    """Fraction of the label's "c>q" pairs that the output's first line has at the same place."""
+    """Fraction of the label's pairs ("cq") that the output's first line has at the same place."""
     want, got = label.split(" "), output.split("\n")[0].split(" ")
     return sum(w == g for w, g in zip(want, got)) / len(want)
