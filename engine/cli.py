@@ -7,6 +7,7 @@ never a traceback, unless `--debug`.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -68,8 +69,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if args.debug or error.errno not in DISK_ERRORS:
+            raise
+        print(f"error: {disk_message(error, args)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+# A full, read-only or forbidden disk, or a path through a file: the user's to fix, never a traceback.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+
+
+def disk_message(error: OSError, args) -> str:
+    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+            errno.EROFS: "the file system is read-only", errno.ENOTDIR: "a part of the path is a file, not a folder",
+            errno.EEXIST: "a file is in the way"}.get(error.errno, "permission denied")
+    where = f" writing {error.filename}" if error.filename else ""
+    resume = getattr(args, "resume", None) or getattr(args, "run_dir", None)
+    hint = (f"; free space or fix the path, then `ctxdistill run --resume {resume}` goes on from the last finished "
+            "batch or checkpoint" if getattr(args, "command", "") == "run" and resume else
+            "; free space or choose another folder (`--run-dir`) and run again")
+    return f"{what}{where} ({error.strerror}){hint}"
 
 
 def positive_int(text: str) -> int:

@@ -189,3 +189,35 @@ def test_resume_refuses_a_project_file_changed_where_finished_work_depends_on_it
     assert "changed since this run was launched" in err and "teacher.template" in err
     toml.write_text(original)  # back as launched: the resume goes on
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+
+
+def test_a_runs_path_under_a_file_is_a_clear_error(tmp_path, char_model_dir, capsys):
+    project = write_project(tmp_path / "p", char_model_dir, max_steps=1, extract=IDENTITY_UNSTRIPPED)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    assert main(["run", str(project), "--run-dir", str(tmp_path / "blocker" / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "a part of the path is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_a_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, char_model_dir, uninterrupted, capsys, monkeypatch):
+    import errno
+
+    import engine.train
+
+    project = project_with_small_batches(tmp_path / "p", char_model_dir)
+    run_dir = tmp_path / "full"
+    original = engine.train.save_checkpoint
+
+    def disk_full_at_step_four(accelerator, checkpoints_dir, step, events):
+        if step == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(checkpoints_dir / "step-4"))
+        return original(accelerator, checkpoints_dir, step, events)
+
+    monkeypatch.setattr(engine.train, "save_checkpoint", disk_full_at_step_four)
+    assert main(["run", str(project), "--run-dir", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk is full writing") and "Traceback" not in err
+    assert f"ctxdistill run --resume {run_dir}" in err
+    monkeypatch.setattr(engine.train, "save_checkpoint", original)  # space freed
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    same_metrics(run_dir, uninterrupted)
