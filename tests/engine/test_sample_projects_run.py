@@ -43,6 +43,7 @@ def test_sample_project_runs_with_tiny_counts(project_dir, tmp_path):
             assert f"baseline_{name}" in metrics
     for figures in every:
         assert {"teacher", "student_before", "student_after", "prompt_tokens"} <= set(figures)
-        assert figures["prompt_tokens"]["ratio"] > 1  # the teacher's prompt is the long one
+        # The teacher's prompt is the long one (a self-distilling operation, as in addition-keep, has equal ones).
+        assert figures["prompt_tokens"]["ratio"] >= 1
     evaluated = sum(len(stage["operations"]) for stage in metrics["stages"].values()) if metrics.get("combined") else 1
     assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 4 * evaluated  # eval.count per operation
