@@ -151,7 +151,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int,
     outs = []
     for i in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False)
+                        add_special_tokens=False).to(model.device)
         kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
             if temperature > 0 else {"do_sample": False}
         gen = model.generate(**enc, max_new_tokens=max_new_tokens,
@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     # OpenMP threads wait on each other at every small matmul and 1 is faster.
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-n", type=int, default=200, help="examples per task in the final eval")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU (record which in TRAINING.md)")
     ap.add_argument("--init", type=Path, help="continue from this saved model (its size wins over --hidden/--layers)")
     args = ap.parse_args(argv)
 
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         model = build_toy_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
                                 num_heads=args.heads)
+    model.to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params / 1e6:.2f}M", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = model(**next(batches)).loss
+        loss = model(**{name: t.to(args.device) for name, t in next(batches).items()}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
