@@ -18,7 +18,7 @@ import torch
 from engine.config import Project
 from engine.data import collate
 from engine.errors import EngineError, MetricError
-from engine.extractors import Extractor, answer_token_span, direct_answer
+from engine.extractors import Extractor, answer_token_span
 from engine.generation import generate_all
 from engine.losses import dense_kl
 from engine.teacher import student_prompt, teacher_prompt
@@ -68,13 +68,15 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
 
 
 def student_answer(project: Project, text: str) -> str:
-    """A student output's answer, cut the way the teacher's answer is: at the stop strings, and at
-    `extract.until` when the teacher's answer ends there, so both are scored alike."""
-    answer = direct_answer(text, project.generate.stop)
+    """A student output's answer, cut the way the teacher's answer is: at the stop strings, at
+    `extract.until` when the teacher's answer ends there, and stripped only if `extract.strip`."""
+    for stop in project.generate.stop:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
     until = project.extract.until if project.extract.kind == "after_marker" else ""
-    if until and until in answer:
-        answer = answer[: answer.index(until)]
-    return answer.strip() if project.extract.strip else answer
+    if until and until in text:
+        text = text[: text.index(until)]
+    return text.strip() if project.extract.strip else text
 
 
 @torch.no_grad()

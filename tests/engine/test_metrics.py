@@ -37,3 +37,9 @@ def test_the_student_answer_is_cut_like_the_teachers():
     project = project_with(["exact_match"], kind="after_marker", marker="Answer: ", until="\n")
     assert student_answer(project, "1234\nmore text") == "1234"
     assert student_answer(project_with(["exact_match"]), "1234\nmore text") == "1234\nmore text"
+
+
+def test_an_unstripped_extractor_leaves_the_students_answer_unstripped_too():
+    # A self-distilled scratch-pad (addition-keep) is compared with the teacher's whole output, newline included.
+    assert student_answer(project_with(["exact_match"], kind="regex", pattern="(?s).+", strip=False), "1+2=3\n") == "1+2=3\n"
+    assert student_answer(project_with(["exact_match"]), " 3 \n") == "3"
