@@ -46,6 +46,8 @@ async def test_forms_edit_validate_and_keep_comments(project_dir):
         # A choice is a select; its blank removes the key (the default applies).
         pick(screen, "eval")
         await wait_for(pilot, lambda: screen.query("#field-reference"))
+        # A Select composes its parts after it mounts: set its value only once they are there.
+        await wait_for(pilot, lambda: screen.query("#input-reference SelectCurrent #label"))
         screen.query_one("#input-reference").value = "teacher"
         await wait_for(pilot, lambda: app.project.eval.reference == "teacher")
         await pilot.press("ctrl+s")
