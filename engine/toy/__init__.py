@@ -2,8 +2,9 @@
 
 `toy-base/` (shipped in the repo) is pretrained by `python -m engine.toy.pretrain`;
 see its TRAINING.md. It lets the whole workbench run offline in minutes.
-`toy-icl/` is toy-base continued on few-shot prompts, so it also learns from
-examples in its prompt (engine/toy/TRAINING.md has both models and the formats).
+`toy-icl/` is toy-base continued on few-shot prompts (`pretrain.py --mixture icl`),
+meant to learn from examples in its prompt; its weights are not shipped yet
+(engine/toy/TRAINING.md has the formats, the recipe and what was measured).
 """
 
 from __future__ import annotations
