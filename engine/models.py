@@ -28,7 +28,7 @@ def resolve_model_path(name: str, project_dir: Path | None = None) -> str:
     if toy is not None:
         if not (toy / "config.json").exists():
             raise EngineError(f"`model.name` = {name!r}: the embedded model is missing at {toy}; "
-                              "rebuild it with `python -m engine.toy.pretrain` (see engine/toy/toy-base/TRAINING.md)")
+                              "rebuild it with `python -m engine.toy.pretrain` (see engine/toy/TRAINING.md)")
         return str(toy)
     if project_dir is not None and (Path(project_dir) / name).is_dir():
         return str((Path(project_dir) / name).resolve())
