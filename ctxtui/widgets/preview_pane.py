@@ -63,6 +63,7 @@ or checkpoint of one of this project's runs ("try the student").
         self.generation = 0
         self.teacher_text = ""
         self.teacher_done = False
+        self.invalid_reason: str | None = None  # why the prompts cannot be rendered now (shown instead of output)
         self.streamed_updates = 0  # partial outputs shown while the teacher generates
         self._session_lock = threading.Lock()
         self._timer = None
@@ -100,6 +101,7 @@ or checkpoint of one of this project's runs ("try the student").
     def request(self, project, example: dict) -> None:
         """Preview `example` with `project`, after the keystrokes settle."""
         self.project, self.example = project, example
+        self.invalid_reason = None
         self.generation += 1
         self.workers.cancel_group(self, "preview")
         if self._timer is not None:
@@ -114,6 +116,7 @@ or checkpoint of one of this project's runs ("try the student").
             self._timer.stop()
             self._timer = None
         self.project = None
+        self.invalid_reason = reason  # kept on screen until a valid request, even if the model loads meanwhile
         self.teacher_text, self.teacher_done = "", False
         self.query_one("#teacher-output", Static).update(reason)
         self.query_one("#student-output", Static).update("")
@@ -216,7 +219,7 @@ or checkpoint of one of this project's runs ("try the student").
         if message.session is None:
             output.update(Content(f"model failed to load: {message.error}"))
             return
-        output.update("")
+        output.update(self.invalid_reason or "")
         self.start()
 
     def on_teacher_text_streamed(self, message: TeacherTextStreamed) -> None:

@@ -67,10 +67,10 @@ async def test_broken_template_cannot_launch_and_saving_it_asks(project_dir):
         screen = app.screen
         await wait_for(pilot, lambda: screen.example is not None)
         screen.query_one("#teacher-editor", TemplateEditor).replace_text("{% if input %}Reverse: {{ input }}\n")
-        await pilot.pause()
+        # The editor's change reaches the preview through messages: wait for it, however busy the machine.
+        await wait_for(pilot, lambda: "fix the template error" in text_of(app, "#teacher-output"))  # no stale verdict stays up
         assert any("teacher" in problem for problem in app.project_problems())
         assert screen.query_one("#config-problems").display
-        assert "fix the template error" in text_of(app, "#teacher-output")  # no stale verdict stays up
         assert text_of(app, "#teacher-verdict") == ""
         await pilot.press("f3", "n")
         await pilot.pause()
