@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from engine.config import Project
@@ -93,7 +93,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         events.emit("status", stage="eval", message="evaluating the student before distillation")
         before, kl_before, per_input_before = {}, {}, {}
         same_weights = previous == teacher_weights
-        with (_reuse(model, tokenizer) if same_weights else loaded(project, previous)) as (start_model, _):
+        with (nullcontext((model, tokenizer)) if same_weights else loaded(project, previous)) as (start_model, _):
             for name in names:
                 events.set_scope(stage.name, name)
                 before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student",
@@ -152,11 +152,6 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
                 row["student_after_teacher_template"] = sample_entry(kept[name][position], reference)
             samples.append(row)
     return results, samples, round(time.time() - started, 1)
-
-
-@contextmanager
-def _reuse(model, tokenizer):
-    yield model, tokenizer
 
 
 def _score(view: Project, decoded: list[Decoded], references: list[str], examples: list[dict]) -> dict:
