@@ -34,6 +34,7 @@ def preflight(project: Project, inputs: Inputs | None = None) -> None:
 
 def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[str]:
     from engine.models import precision_problems, resolve_device
+    from engine.trackers import tracker_problems
 
     problems = []
     try:
@@ -41,6 +42,7 @@ def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[s
         problems += precision_problems(project)  # e.g. bfloat16 asked for on a CPU
     except EngineError as error:
         problems.append(str(error))
+    problems += tracker_problems(project)  # `distill.report_to` names a tracker whose package is missing
     for operation in project.operations:
         where = f" (operation {operation.name})" if project.combined else ""
         drawn = (inputs or {}).get(operation.name)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ConfigError, EngineError
+from engine.trackers import tracker_name_problems
 
 PROJECT_FILE = "project.toml"
 
@@ -148,6 +149,9 @@ class DistillConfig:
                                  "(0 = all at once; set e.g. 32768 for 128k vocabularies to cut peak memory).")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, about a "
                                                  "third more time per step).")
+    report_to: list = option([], "Experiment trackers that also get the run's figures (events.jsonl stays the record): "
+                                 "tensorboard (writes RUN_DIR/tensorboard/), wandb (WANDB_MODE=offline needs no "
+                                 "network), mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={
         "help": "LoRA through peft, e.g. lora = { r = 16, alpha = 32, target_modules = \"all-linear\" } (r = 0: full fine-tuning)."})
 
@@ -707,6 +711,11 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
     if distill.lora.r and not distill.lora.target_modules:
         problems.append(f"`{prefix}distill.lora.target_modules` is empty: name the modules that get an adapter, "
                         "or \"all-linear\"")
+    if distill.report_to != project.distill.report_to:
+        problems.append(f"`{prefix}distill.report_to`: trackers follow the whole run; set `distill.report_to` "
+                        "at the top level only")
+    else:
+        problems += tracker_name_problems(distill.report_to, "distill.report_to")
     if distill.labels == "sampled" and distill.num_samples == 0:
         problems.append(f"`{prefix}distill.num_samples` must be at least 1 for sampled labels")
     if distill.labels == "topk" and distill.top_k == 0:

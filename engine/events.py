@@ -43,13 +43,15 @@ class EventWriter:
 
     Only the main process of a distributed run writes (`enabled=False` elsewhere).
     Listeners (callables taking the event dict) see every event as it is written:
-    the CLI draws its progress bar from them.
+    the CLI draws its progress bar from them. `trackers` (engine/trackers.py, the
+    project's `distill.report_to`) get a copy of the figures and are closed with the writer.
     """
 
-    def __init__(self, path: Path, enabled: bool = True):
+    def __init__(self, path: Path, enabled: bool = True, trackers=None):
         self.path = Path(path)
         self.enabled = enabled
         self.listeners: list = []
+        self.trackers = trackers if enabled else None
         self.stage = "setup"
         self.scope: dict[str, str | None] = {}  # stage_name and operation, merged into every event
         self._file = open(self.path, "a", encoding="utf-8") if enabled else None
@@ -70,9 +72,13 @@ class EventWriter:
         if self.enabled:
             for listener in self.listeners:
                 listener(event)
+            if self.trackers is not None:
+                self.trackers.observe(event)  # after the line is written: events.jsonl comes first
         return event
 
     def close(self) -> None:
+        if self.trackers is not None:
+            self.trackers.finish()
         if self._file is not None:
             self._file.close()
             self._file = None

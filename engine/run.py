@@ -37,6 +37,7 @@ from engine.sources import load_inputs
 from engine.stage_eval import evaluate_stage, overwrite_matrix
 from engine.teacher import KEY_FILE, load_cache, teacher_pass
 from engine.threads import configure_threads
+from engine.trackers import Trackers
 from engine.train import STOP_FILE, StopSignal, train
 
 RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student", "metrics.json", "samples.jsonl")
@@ -58,7 +59,8 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and state.is_main_process:
         atomic.write_text(run_dir / "project.toml", project_to_toml(project))
-    events = EventWriter(run_dir / "events.jsonl", enabled=state.is_main_process)
+    events = EventWriter(run_dir / "events.jsonl", enabled=state.is_main_process,
+                         trackers=Trackers.for_run(project, run_dir) if state.is_main_process else None)
     events.listeners.extend(listeners)
     events.set_scope(project.stages[0].name, None)
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
