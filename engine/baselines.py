@@ -10,6 +10,10 @@ label (the paper used gold scratch-pads; ours need no task-specific generator).
 Budgets (`baselines.budget`): "paper" trains every phase for the distillation's
 full step budget (appendix B.6: scdir trains twice as long in all);
 "equal-compute" gives scdir's two phases half each, the distillation's compute.
+
+With a chat model (`model.chat_template`) every target ends with the template's
+end-of-turn token, as the distilled student's do (engine/data.py), so a baseline
+learns to close its turn too and the comparison stays fair.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from engine.data import DistillExample
+from engine.data import DistillExample, chat_end_of_turn
 from engine.extractors import Extractor
 from engine.teacher import TeacherRecord, student_prompt
 
@@ -30,24 +34,32 @@ def hard_example(prompt_ids: list[int], target_ids: list[int]) -> DistillExample
                           [torch.tensor([token]) for token in target_ids], [torch.ones(1) for _ in target_ids])
 
 
-def scratchpad_examples(tokenizer, records: list[TeacherRecord], extractor: Extractor) -> list[DistillExample]:
+def scratchpad_examples(project, tokenizer, records: list[TeacherRecord], extractor: Extractor) -> list[DistillExample]:
+    end_of_turn = chat_end_of_turn(project, tokenizer)
     examples = []
     for record in records:
         answer = extractor.find(record.text)
         label = record.input.get("label")
         if answer is not None and label is not None and answer.text == label.strip():
-            examples.append(hard_example(tokenizer(record.prompt).input_ids, list(record.output_ids)))
+            target = list(record.output_ids)
+            if end_of_turn is not None and (not target or target[-1] not in (end_of_turn, tokenizer.eos_token_id)):
+                target.append(end_of_turn)  # the teacher was cut off or went on: the turn still ends here
+            examples.append(hard_example(tokenizer(record.prompt).input_ids, target))
     return examples
 
 
 def direct_examples(project, tokenizer, records: list[TeacherRecord]) -> list[DistillExample]:
+    end_of_turn = chat_end_of_turn(project, tokenizer)
     examples = []
     for record in records:
         if record.input.get("label") is None:
             continue
-        target = tokenizer(record.input["label"].strip() + "\n", add_special_tokens=False).input_ids
-        examples.append(hard_example(tokenizer(student_prompt(project, tokenizer, record.input)).input_ids,
-                                     target + [tokenizer.eos_token_id]))
+        label = record.input["label"].strip()
+        if end_of_turn is not None:  # a chat answer is the label, then the end of the turn
+            target = tokenizer(label, add_special_tokens=False).input_ids + [end_of_turn]
+        else:
+            target = tokenizer(label + "\n", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        examples.append(hard_example(tokenizer(student_prompt(project, tokenizer, record.input)).input_ids, target))
     return examples
 
 
@@ -55,7 +67,7 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
     """Train each configured baseline; returns {name: saved model folder}."""
     from engine.train import train
 
-    scratch = scratchpad_examples(tokenizer, records, extractor)
+    scratch = scratchpad_examples(project, tokenizer, records, extractor)
     direct = direct_examples(project, tokenizer, records)
     if not scratch or not direct:
         events.emit("status", stage="train", message="baselines skipped: they need labelled inputs and correct teacher scratch-pads")
