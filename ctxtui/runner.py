@@ -49,7 +49,10 @@ def build_command(project_dir: Path, run_dir: Path, num_processes: int = 1,
             accelerate_prefix = [sys.executable, "-m", "accelerate.commands.launch"]
         else:
             accelerate_prefix = [accelerate, "launch"]
-        prefix = [*accelerate_prefix, "--num_processes", str(num_processes), "-m", "engine.cli"]
+        # `--multi_gpu` is what starts N processes (torch's launcher) on GPUs and CPUs alike: without it
+        # accelerate's simple launcher starts one. Port 0: a free port, so two runs at once never collide.
+        prefix = [*accelerate_prefix, "--multi_gpu", "--num_processes", str(num_processes),
+                  "--main_process_port", "0", "-m", "engine.cli"]
     else:
         prefix = [sys.executable, "-m", "engine.cli"]
     tail = ["--resume", str(run_dir)] if resume else ["--run-dir", str(run_dir)]

@@ -130,9 +130,11 @@ def command_run(args) -> int:
     else:
         project = load_project(args.project_dir or default_project())
         run_dir = args.run_dir or new_run_dir(project)
-    from accelerate import PartialState
+    from engine.processes import process_state, shared
 
-    main_process = PartialState().is_main_process
+    state = process_state(project.model.device)
+    run_dir = shared(state, run_dir)  # one folder for all processes: the main process's choice
+    main_process = state.is_main_process
     if main_process:
         print(f"run folder: {run_dir}")
     listeners = [ProgressPrinter()] if main_process and not args.quiet else []

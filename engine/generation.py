@@ -240,7 +240,7 @@ def cut_output(tokenizer, ids: list[int], eos_ids: set[int], stops: list[str]) -
 
 def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_batch=None, on_output=None,
                  reuse_prefix: bool = True, seed: int | None = None, finished_batch=None, on_batch_done=None,
-                 **options) -> list:
+                 shard: tuple[int, int] = (0, 1), **options) -> list:
     """Generate for every prompt, in batches sorted by length (less padding).
 
     `on_output(index, generated)` replaces each output as soon as its batch is done.
@@ -254,6 +254,10 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     `finished_batch(number, indices)` may return a batch's results kept from an earlier,
     interrupted pass (that batch is then not generated again), and `on_batch_done(number,
     indices, results)` sees each batch's results as soon as they exist (to keep them).
+
+    `shard = (rank, processes)`: this process takes batches rank, rank + processes, ... of the
+    one global order, and the other results stay None. A batch is the unit because its number
+    seeds it: any split of the batches samples what one process would.
     """
     on_step = options.pop("on_step", None)
     prompt_ids = encode_prompts(tokenizer, prompts)
@@ -262,6 +266,8 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     results: list[Generated | None] = [None] * len(prompts)
     for number, first in enumerate(range(0, len(order), batch_size)):
+        if number % shard[1] != shard[0]:
+            continue
         chunk = order[first: first + batch_size]
         kept = finished_batch(number, chunk) if finished_batch is not None else None
         if kept is not None:

@@ -32,10 +32,11 @@ from engine.events import EventWriter
 from engine.extractors import Extractor
 from engine.layout import RunLayout, is_saved_model, publish_student
 from engine.models import load_model, load_tokenizer
+from engine.processes import any_process, gathered, process_state, whoami
 from engine.resume import project_for_resume
 from engine.sources import load_inputs
 from engine.stage_eval import evaluate_stage, overwrite_matrix
-from engine.teacher import KEY_FILE, load_cache, teacher_pass
+from engine.teacher import teacher_pass
 from engine.threads import configure_threads
 from engine.trackers import Trackers
 from engine.train import STOP_FILE, StopSignal, train
@@ -51,9 +52,7 @@ def new_run_dir(project: Project, runs_dir: Path | None = None) -> Path:
 
 def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> dict | None:
     """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state(project.model.device)
     threads = configure_threads(project.model.threads)
     layout = RunLayout.of(project, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +64,7 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     events.set_scope(project.stages[0].name, None)
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
-                run_dir=str(run_dir), processes=state.num_processes, threads=threads,
+                run_dir=str(run_dir), processes=state.num_processes, ranks=gathered(state, whoami(state)), threads=threads,
                 stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
     stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
     try:
@@ -143,7 +142,7 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
         examples += built
     events.set_scope(stage.name, None)
 
-    if stop_requested():  # asked during the teacher pass's last batch: stop before training starts
+    if any_process(state, stop_requested()):  # asked during the teacher pass's last batch: stop before training
         raise StopRequested()
     if resume and is_saved_model(student_dir):
         events.emit("status", stage="train", message="the student was already trained before the stop; not training it again")
@@ -174,25 +173,17 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
 
 def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dict, teacher_weights: Path | None,
                   events, state, stop_requested=lambda: False) -> dict:
-    """{operation: teacher records}: the teacher pass on the main process; the other processes read its caches."""
+    """{operation: teacher records}; with several processes each generates its share of the batches."""
     records = {}
-    if state.is_main_process:
-        model, tokenizer = load_model(project.model, project.dir, path=str(teacher_weights) if teacher_weights else None)
-        for name in stage.operations:
-            events.set_scope(stage.name, name)
-            records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
-                                         layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights,
-                                         stop_requested)
-        events.set_scope(stage.name, None)
-        del model
-        gc.collect()
-    state.wait_for_everyone()
+    model, tokenizer = load_model(project.model, project.dir, path=str(teacher_weights) if teacher_weights else None)
     for name in stage.operations:
-        if name not in records:
-            folder = layout.teacher_dir(stage, name)
-            if not (folder / KEY_FILE).exists():
-                raise EngineError("the main process did not finish the teacher pass")
-            records[name] = load_cache(folder)
+        events.set_scope(stage.name, name)
+        records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
+                                     layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights,
+                                     stop_requested, state)
+    events.set_scope(stage.name, None)
+    del model
+    gc.collect()
     return records
 
 

@@ -38,6 +38,7 @@ from engine import atomic
 from engine.config import Project
 from engine.errors import EngineError, StopRequested
 from engine.generation import Generated, generate_all
+from engine.processes import any_process, gathered, shared, whoami
 from engine.templates import apply_chat_template, render_student, render_system, render_teacher
 
 CACHE_FORMAT = 3  # 3: labels drawn step by step, one generator per input, every batch reseeded (resumable)
@@ -153,13 +154,14 @@ def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num
 
 
 def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=None, partial: Path | None = None,
-                stop_requested=lambda: False) -> list[TeacherRecord]:
+                stop_requested=lambda: False, shard: tuple[int, int] = (0, 1)) -> list[TeacherRecord | None]:
     """Sample the teacher on every input and compute its sparse labels (averaged over an ensemble).
 
     Labels are drawn as the tokens are generated (no batch keeps its logits), each input
     from its own seeded generator, and every batch is reseeded: so the batches finished
     before a stop, kept in `partial`, are not generated again on resume, and the result
-    is the same as an uninterrupted pass.
+    is the same as an uninterrupted pass. `shard` = (rank, processes): only this process's
+    batches (engine.generation.generate_all); the others' records are None.
     """
     config, distill = project.generate, project.distill
     ensembles = [teacher_prompts(project, tokenizer, example) for example in inputs]
@@ -198,7 +200,7 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
         top_p=config.top_p, top_k=config.top_k, stops=config.stop, seed=distill.seed,
         on_step=step_labels if single and distill.labels != "hard" else None,
         reuse_prefix=config.reuse_prefix,
-        finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None)
+        finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None, shard=shard)
 
 
 def joined_step_labels(steps: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -342,33 +344,76 @@ def find_cache(runs_dir: Path, key: str) -> Path | None:
 
 
 def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder: Path, runs_dir: Path, events,
-                 teacher_weights: Path | None = None, stop_requested=lambda: False) -> list[TeacherRecord]:
-    """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`."""
+                 teacher_weights: Path | None = None, stop_requested=lambda: False, state=None) -> list[TeacherRecord]:
+    """Reuse a cached teacher pass with the same key from any run in `runs_dir`, or run it and cache it in `folder`.
+
+    `state` (accelerate's PartialState) with several processes: every process calls this;
+    the main one looks for a cache and writes the shared files, and on a miss each process
+    generates its share of the batches (engine/processes.py says how they agree).
+    """
     from engine.models import model_problems
 
     problem = model_problems(project, model)  # before any work: precision and LoRA targets on this model
     if problem:
         raise EngineError(problem)
+    main = state is None or state.is_main_process
     key = cache_key(project, inputs, teacher_weights)
-    found = folder if is_whole(folder, key) else find_cache(runs_dir, key)
-    if found is not None and found != folder:
-        with atomic.building_folder(folder) as temporary:  # a kill mid-copy leaves no half cache behind
-            shutil.copytree(found, temporary, dirs_exist_ok=True)
+    partial = folder / PARTIAL_DIR
+    found = None
+    if main:
+        found = folder if is_whole(folder, key) else find_cache(runs_dir, key)
+        if found is not None and found != folder:
+            with atomic.building_folder(folder) as temporary:  # a kill mid-copy leaves no half cache behind
+                shutil.copytree(found, temporary, dirs_exist_ok=True)
+        if found is None:
+            if partial.exists() and (partial / KEY_FILE).exists() and json.loads((partial / KEY_FILE).read_text()).get("key") != key:
+                shutil.rmtree(partial)  # batches of another teacher (the project changed): never mixed in
+            partial.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(partial / KEY_FILE, json.dumps({"key": key}))
+    if state is not None:
+        found = shared(state, found)  # also the barrier: the cache or `partial/` is in place for everyone
     if found is not None:
         events.emit("status", stage="teacher", message=f"teacher cache hit ({key}), no generation needed",
-                    cache="hit", key=key, source=str(found or folder))
+                    cache="hit", key=key, source=str(found))
         return load_cache(folder)
-    partial = folder / PARTIAL_DIR
-    if partial.exists() and (partial / KEY_FILE).exists() and json.loads((partial / KEY_FILE).read_text()).get("key") != key:
-        shutil.rmtree(partial)  # batches of another teacher (the project changed): never mixed in
-    partial.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(partial / KEY_FILE, json.dumps({"key": key}))
     num_samples = project.distill.num_samples if project.distill.labels == "sampled" else None
     resumed = KeptBatches(partial, num_samples).count()
     events.emit("status", stage="teacher", message=f"teacher generating {len(inputs)} outputs"
                 + (f" ({resumed} batch(es) kept from the interrupted pass)" if resumed else ""), cache="miss", key=key)
     started = time.time()
-    records = run_teacher(project, model, tokenizer, inputs, events, partial, stop_requested)
-    save_cache(folder, key, records, time.time() - started, num_samples)
-    shutil.rmtree(partial, ignore_errors=True)
+    if state is None or state.num_processes == 1:
+        records = run_teacher(project, model, tokenizer, inputs, events, partial, stop_requested)
+    else:
+        records = sharded_teacher(project, model, tokenizer, inputs, events, partial, stop_requested, state)
+    if main:
+        save_cache(folder, key, records, time.time() - started, num_samples)
+        shutil.rmtree(partial, ignore_errors=True)
+    if state is not None and state.num_processes > 1:
+        state.wait_for_everyone()  # the cache is written: the other processes read it
+        if not main:
+            records = load_cache(folder)
     return records
+
+
+def sharded_teacher(project: Project, model, tokenizer, inputs: list[dict], events, partial: Path, stop_requested,
+                    state) -> list[TeacherRecord] | None:
+    """Each process generates its share of the batches into `partial/`; the main process joins them.
+
+    Returns every record on the main process, None on the others (they read the saved cache).
+    """
+    rank, world = state.process_index, state.num_processes
+    stopped = False
+    try:
+        mine = run_teacher(project, model, tokenizer, inputs, events, partial, stop_requested, shard=(rank, world))
+    except StopRequested:  # this process's finished batches are kept; stop only together with the others
+        stopped, mine = True, []
+    if any_process(state, stopped):
+        raise StopRequested()
+    work = gathered(state, {**whoami(state), "outputs": sum(record is not None for record in mine)})
+    events.emit("status", stage="teacher", message=f"teacher pass split over {world} processes: "
+                + ", ".join(f"rank {share['rank']} {share['outputs']} outputs" for share in work), ranks=work)
+    if not state.is_main_process:
+        return None
+    # Every batch is kept in `partial/` now: this reads them in order and generates nothing
+    # (a batch file lost in between would be generated again here, to the same result).
+    return run_teacher(project, model, tokenizer, inputs, None, partial)

@@ -37,6 +37,7 @@ from engine.errors import EngineError, StopRequested
 from engine.student_forward import answer_cross_entropy
 from engine import lora
 from engine.models import load_model, precision_problem, resolve_model_path
+from engine.processes import any_process
 
 STOP_FILE = "STOP"
 KEEP_CHECKPOINTS = 2
@@ -114,6 +115,7 @@ def checkpoint_damage(folder: Path) -> str | None:
 def save_checkpoint(accelerator: Accelerator, checkpoints_dir: Path, step: int, events) -> Path:
     folder = checkpoints_dir / f"step-{step}"
     accelerator.save_state(str(folder))
+    accelerator.wait_for_everyone()  # every process's files (its RNG state) are written before their sizes are taken
     if accelerator.is_main_process:
         # Written last: a checkpoint without trainer_state.json is incomplete and skipped on resume;
         # the sizes of its files tell a later truncation apart.
@@ -127,7 +129,7 @@ def save_checkpoint(accelerator: Accelerator, checkpoints_dir: Path, step: int, 
     return folder
 
 
-def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, events) -> int:
+def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, events, load_kwargs: dict | None = None) -> int:
     """Load the newest intact checkpoint (a damaged one falls back to the one before it); returns its step, or 0."""
     for checkpoint in complete_checkpoints(checkpoints_dir):
         try:
@@ -135,7 +137,7 @@ def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, eve
             if damage:
                 raise ValueError(damage)
             # Loads every piece (weights, optimizer, RNG states), so an older checkpoint fully replaces a failed one.
-            accelerator.load_state(str(checkpoint))
+            accelerator.load_state(str(checkpoint), **(load_kwargs or {}))
         except Exception as error:
             events.emit("status", stage="train", message=f"checkpoint {checkpoint.name} is damaged "
                         f"({type(error).__name__}: {error}); trying the one before it")
@@ -195,13 +197,15 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/lora.py).
+    state_kwargs = lora.checkpoint_adapter_only(accelerator) if use_lora else {}
 
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
     plan = BatchPlan([len(group) for group in by_operation], weights, global_batch, config.seed)
     loss_weights = torch.tensor(weights, dtype=torch.float32) if len(weights) > 1 else None
     total_steps = total_steps_for(project, len(examples), world)
-    start_step = resume_from_checkpoints(accelerator, checkpoints_dir, events) if resume else 0
+    start_step = resume_from_checkpoints(accelerator, checkpoints_dir, events, state_kwargs) if resume else 0
     if resume and start_step == 0 and complete_checkpoints(checkpoints_dir):
         # Every checkpoint was damaged, and a failed load may have filled some weights: start over cleanly.
         initial, _ = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
@@ -221,7 +225,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     step = start_step
     try:
         while step < total_steps:
-            if stop.requested():
+            if any_process(accelerator.state, stop.requested()):  # all processes stop at the same step
                 save_checkpoint(accelerator, checkpoints_dir, step, events)
                 raise StopRequested()
             lr = get_lr(step, total_steps, config.learning_rate, config.warmup_steps)
@@ -250,6 +254,9 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
             step += 1
 
             if step % config.log_every == 0 or step == total_steps:
+                # The mean over every process's micro-batches, not the main process's alone.
+                figures = torch.tensor([step_loss, step_kl], device=accelerator.device)
+                step_loss, step_kl = accelerator.reduce(figures, reduction="mean").tolist()
                 now = time.time()
                 elapsed = now - started
                 done_here = step - start_step
