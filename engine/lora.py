@@ -15,6 +15,10 @@ Stages stack on merged weights: stage k loads stage k-1's student merged (its
 `merged/` folder, or its base with its adapter merged in memory) and trains a
 fresh adapter on top. Loading stage k's student therefore walks the chain of
 bases back to the project's model, merging each adapter on the way.
+
+A training checkpoint of a LoRA run holds the adapter (the trainable weights)
+with its optimizer state, never the frozen base: a resume loads the base from
+where the run did and the adapter from the checkpoint.
 """
 
 from __future__ import annotations
@@ -94,6 +98,42 @@ def add_adapter(model, settings: LoraSettings):
             return get_peft_model(model, config, autocast_adapter_dtype=True)
     except ValueError as error:
         raise EngineError(f"`distill.lora`: peft could not add the adapter: {error}") from None
+
+
+def _trainable_names(model) -> set[str]:
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def checkpoint_adapter_only(accelerator) -> dict:
+    """Make `accelerator.save_state` write only the adapter of each prepared model; returns the keyword
+    arguments `accelerator.load_state` needs to read such a checkpoint back.
+
+    A checkpoint with the whole model would copy the frozen base (GBs for a real model) at every save.
+    The load hook checks that the checkpoint holds exactly this model's adapter tensors: loading is
+    not strict (the base is not in the file), so a mismatch must not pass for a resume.
+    """
+    from accelerate.utils import SAFE_MODEL_NAME
+
+    def keep_adapter(models, weights, output_dir):
+        for index, model in enumerate(models[: len(weights)]):  # weights: the state dicts about to be saved
+            trainable = _trainable_names(model)
+            weights[index] = {name: tensor for name, tensor in weights[index].items() if name in trainable}
+
+    def check_adapter(models, input_dir):
+        from safetensors import safe_open
+
+        for index, model in enumerate(models):
+            file = Path(input_dir) / f"{SAFE_MODEL_NAME}{'' if index == 0 else f'_{index}'}.safetensors"
+            with safe_open(str(file), framework="pt") as stored:
+                names = set(stored.keys())
+            trainable = _trainable_names(model)
+            if names != trainable:
+                raise ValueError(f"{file.name} holds {len(names)} tensors, {len(names - trainable)} of them not this "
+                                 f"adapter's, and lacks {len(trainable - names)} of its {len(trainable)}")
+
+    accelerator.register_save_state_pre_hook(keep_adapter)
+    accelerator.register_load_state_pre_hook(check_adapter)
+    return {"strict": False}
 
 
 def save_student(model, folder: Path, base: str, merge: bool) -> None:

@@ -178,3 +178,80 @@ def test_gradient_checkpointing_trains_the_same_student(tmp_path, char_model_dir
                               path=str(only_run(project) / "student"))
         students.append(logits_of(model))
     torch.testing.assert_close(students[0], students[1], atol=1e-5, rtol=1e-4)
+
+
+def test_a_checkpoint_holds_the_adapter_only_and_a_resume_continues_from_it(tmp_path, char_model_dir):
+    from safetensors import safe_open
+
+    from engine.events import read_events
+    from engine.run import new_run_dir, run
+    from engine.train import STOP_FILE
+
+    uninterrupted = lora_project(tmp_path / "whole", char_model_dir, max_steps=4)
+    assert main(["run", str(uninterrupted), "--quiet"]) == 0
+    reference = {event["step"]: event["loss"] for event in read_events(only_run(uninterrupted) / "events.jsonl")
+                 if event["type"] == "train"}
+
+    project = load_project(lora_project(tmp_path / "stopped", char_model_dir, max_steps=4))
+    run_dir = new_run_dir(project)
+
+    def stop_after_step_two(event):
+        if event["type"] == "train" and event["step"] >= 2:
+            (run_dir / STOP_FILE).touch()
+
+    assert run(project, run_dir, listeners=[stop_after_step_two]) is None
+    checkpoint = run_dir / "checkpoints" / "step-2"
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as stored:
+        names = list(stored.keys())
+    assert names and all(".lora_A." in name or ".lora_B." in name for name in names)  # no frozen base weights
+    base_bytes = sum(path.stat().st_size for path in Path(char_model_dir).glob("*.safetensors"))
+    assert (checkpoint / "model.safetensors").stat().st_size < base_bytes / 4
+
+    stopped_lines = len(read_events(run_dir / "events.jsonl"))
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    resumed = read_events(run_dir / "events.jsonl")[stopped_lines:]
+    assert any(event.get("message") == "resumed from step-2" for event in resumed)
+    losses = {event["step"]: event["loss"] for event in resumed if event["type"] == "train"}
+    assert list(losses) == [3, 4]
+    for step, loss in losses.items():  # the adapter and its optimizer state came back: the same steps follow
+        assert loss == pytest.approx(reference[step], abs=1e-4)
+
+
+def test_a_damaged_adapter_checkpoint_is_not_loaded(tmp_path, char_model_dir):
+    """Loading is not strict (the base is not in the file), so a checkpoint missing adapter tensors is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from engine.events import read_events
+    from engine.run import new_run_dir, run
+    from engine.train import STOP_FILE
+
+    project = load_project(lora_project(tmp_path / "damaged", char_model_dir, max_steps=3))
+    run_dir = new_run_dir(project)
+
+    def stop_after_step_one(event):
+        if event["type"] == "train":
+            (run_dir / STOP_FILE).touch()
+
+    assert run(project, run_dir, listeners=[stop_after_step_one]) is None
+    checkpoint = run_dir / "checkpoints" / "step-1"
+    tensors = load_file(checkpoint / "model.safetensors")
+    save_file(dict(list(tensors.items())[1:]), checkpoint / "model.safetensors")  # one adapter tensor lost
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state["files"]["model.safetensors"] = (checkpoint / "model.safetensors").stat().st_size  # sizes agree
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    messages = [event.get("message", "") for event in read_events(run_dir / "events.jsonl")]
+    assert any("checkpoint step-1 is damaged" in message and "lacks 1 of its" in message for message in messages)
+    assert not any(message == "resumed from step-1" for message in messages)
+
+
+def test_an_adapter_on_the_embedded_model_names_it_portably(tmp_path):
+    """`toy-base` is written as `toy-base`, not as this machine's path to the package; the engine resolves it."""
+    project = lora_project(tmp_path / "toy", "toy-base", max_steps=1, count=4, eval_count=1)
+    assert main(["run", str(project), "--quiet"]) == 0
+    student = only_run(project) / "student"
+    assert json.loads((student / "adapter_config.json").read_text())["base_model_name_or_path"] == "toy-base"
+    loaded, _ = load_model(ModelConfig(name="toy-base", device="cpu"), path=str(student))
+    base, _ = load_model(ModelConfig(name="toy-base", device="cpu"))
+    assert not torch.allclose(logits_of(loaded), logits_of(base), atol=1e-7)
