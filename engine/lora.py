@@ -111,8 +111,12 @@ def checkpoint_adapter_only(accelerator) -> dict:
     A checkpoint with the whole model would copy the frozen base (GBs for a real model) at every save.
     The load hook checks that the checkpoint holds exactly this model's adapter tensors: loading is
     not strict (the base is not in the file), so a mismatch must not pass for a resume.
+    FSDP and DeepSpeed write their own sharded checkpoints: those are left whole, as accelerate writes them.
     """
-    from accelerate.utils import SAFE_MODEL_NAME
+    from accelerate.utils import SAFE_MODEL_NAME, DistributedType
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        return {}
 
     def keep_adapter(models, weights, output_dir):
         for index, model in enumerate(models[: len(weights)]):  # weights: the state dicts about to be saved
