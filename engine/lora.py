@@ -8,8 +8,10 @@ A LoRA student folder holds the adapter (`adapter_config.json`,
 `adapter_model.safetensors`, loadable with `PeftModel.from_pretrained(base,
 folder)`) and the tokenizer; with `merge = true` also `merged/`, a full model
 folder with the adapter merged in. The adapter's `base_model_name_or_path` names
-the weights it was trained on: the project's model (a hub id, or a folder's
-absolute path), or, in a sequential stage, the previous stage's student folder.
+the weights it was trained on: the project's model (a hub id or `toy-base` as
+written, so they hold on any machine; outside the engine `toy-base` is the folder
+`engine.toy.resolve_toy_model("toy-base")`; a local folder by its absolute path),
+or, in a sequential stage, the previous stage's student folder.
 
 Stages stack on merged weights: stage k loads stage k-1's student merged (its
 `merged/` folder, or its base with its adapter merged in memory) and trains a
