@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from engine import atomic
 from engine.atomic import building_folder
@@ -178,6 +179,10 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     problem = precision_problem(mixed_precision, accelerator.device, "distill.mixed_precision")
     if problem:
         raise EngineError(problem)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and config.grad_accum > 1:
+        # DeepSpeed steps and scales the loss by its own accumulation count; this loop does both itself.
+        raise EngineError(f"`distill.grad_accum` = {config.grad_accum} under DeepSpeed: set it to 1 and raise "
+                          "`distill.batch_size` instead")
 
     torch.manual_seed(config.seed)
     model, tokenizer = load_model(project.model, project.dir, path=init_from, device=accelerator.device)
@@ -217,7 +222,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
         del initial
     stop = StopSignal(run_dir)
     events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples",
-                total_steps=total_steps, device=str(accelerator.device), processes=world)
+                total_steps=total_steps, device=str(accelerator.device), processes=world,
+                parallelism=accelerator.distributed_type.value)
 
     # --- loop
     started = time.time()
@@ -273,6 +279,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
 
         # --- cleanup: the student, loadable with from_pretrained
         accelerator.wait_for_everyone()
+        # Every process takes part: under FSDP or DeepSpeed ZeRO-3 this gathers the sharded weights.
+        state_dict = None if use_lora else accelerator.get_state_dict(model)
         if accelerator.is_main_process:
             # Built aside and renamed: a run killed while saving leaves no half student that resume would trust.
             with building_folder(output_dir) as temporary:
@@ -282,7 +290,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                     if config.lora.merge:
                         tokenizer.save_pretrained(Path(temporary) / lora.MERGED_DIR)
                 else:
-                    accelerator.unwrap_model(model).save_pretrained(temporary, safe_serialization=True)
+                    accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=state_dict,
+                                                                    safe_serialization=True)
                 tokenizer.save_pretrained(temporary)
         accelerator.wait_for_everyone()
         return output_dir

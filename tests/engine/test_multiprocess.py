@@ -91,7 +91,7 @@ def test_two_processes_really_run_and_split_the_teacher_pass(two_processes):
     assert [(share["rank"], share["outputs"]) for share in split["ranks"]] == [(0, 4), (1, 4)]
     assert [share["pid"] for share in split["ranks"]] == [rank["pid"] for rank in start["ranks"]]
     (training,) = [event for event in events if event.get("message", "").startswith("training ")]
-    assert training["processes"] == 2
+    assert (training["processes"], training["parallelism"]) == (2, "MULTI_CPU")  # gloo data parallel
     assert events[-1]["type"] == "done" and events[-1]["status"] == "completed"
 
 
