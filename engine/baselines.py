@@ -1,9 +1,15 @@
-"""The paper's supervised baselines for scratch-pad distillation (section 3.3, Table 3).
+"""The paper's supervised baselines, trained with hard targets beside the distillation.
 
-Both use the same distillation inputs and labels, with hard targets:
+For scratch-pad distillation (section 3.3, Table 3), on the same inputs and labels:
 
 - `scdir`  (transfer): fine-tune on scratch-pads, then on direct answers.
 - `sc+dir` (multi-task): fine-tune on scratch-pads and direct answers at once.
+
+For few-shot examples (section 3.2, hypothesis 4):
+
+- `examples`: plain gradient descent on the teacher's worked examples
+  (`teacher.vars.examples`), each under the student template, for the
+  distillation's step budget.
 
 The scratch-pads are the teacher's own outputs whose extracted answer equals the
 label (the paper used gold scratch-pads; ours need no task-specific generator).
@@ -84,8 +90,7 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
                      checkpoints_dir=run_dir / f"{folder}-checkpoints", init_from=str(init_from) if init_from else None,
                      phase=folder)
 
-    saved = {}
-    for method in project.baselines.methods:
+    for method in scratchpad_methods:
         events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct "
                     f"answers, {2 * phase if method == 'scdir' else steps} steps ({project.baselines.budget} budget)")
         folder = f"baselines/{method}"

@@ -73,6 +73,8 @@ class InputsConfig:
     label_field: str = option("label", "file/datasets source: the column holding the label (optional).")
     fewshot_prompt: str = option("", "fewshot source: a prompt of example inputs; the model continues it to invent new ones.")
     fewshot_max_new_tokens: int = option(48, "fewshot source: tokens sampled per invented input (one line is kept).", minimum=1)
+    label_function: str = option("", "Optional `module:function(input) -> label or None` in the project folder that labels "
+                                     "every input (any source), e.g. the inputs a `fewshot` source invents.")
     count: int = option(256, "Number of distillation inputs.", minimum=1, maximum=MAX_COUNT)
     seed: int = option(0, "Seed for sampling and splitting inputs.")
 
@@ -169,13 +171,14 @@ class EvalConfig:
     teacher_template_for_student: bool = option(False, "Also score the student with the teacher template (how much of the prompted skill it keeps).")
 
 
-BASELINES = ("scdir", "sc+dir")
+BASELINES = ("scdir", "sc+dir", "examples")
 
 
 @dataclass(frozen=True)
 class BaselinesConfig:
-    methods: list = option([], "Supervised baselines on the same inputs (paper 3.3): scdir (scratch-pad then direct), "
-                               "sc+dir (both at once); with several operations, on the first one.")
+    methods: list = option([], "Supervised baselines (paper 3.3): scdir (scratch-pad then direct), sc+dir (both at once), "
+                               "on the same inputs; examples (paper 3.2): gradient descent on `teacher.vars.examples` under "
+                               "the student template. With several operations, on the first one.")
     budget: str = option("paper", "Steps of each baseline: paper (every phase trains the distillation's full step budget, "
                                   "appendix B.6) or equal-compute (scdir's two phases share it).", ("paper", "equal-compute"))
 
@@ -534,6 +537,12 @@ def validate(project: Project) -> list[str]:
     for method in project.baselines.methods:
         if method not in BASELINES:
             problems.append(f"`baselines.methods` has {method!r}: expected one of {', '.join(BASELINES)}")
+    if "examples" in project.baselines.methods:
+        shown = project.operations[0].teacher.vars.get("examples")
+        if not isinstance(shown, list) or not shown or not all(
+                isinstance(row, dict) and "input" in row and ("label" in row or "output" in row) for row in shown):
+            problems.append("`baselines.methods` has 'examples', which trains on the teacher's worked examples: set "
+                            "`teacher.vars.examples` to a list like [{input = \"CAB\", label = \"cs at br\"}, ...]")
     if project.baselines.methods and len(project.stages) > 1:
         problems.append("`baselines.methods`: the supervised baselines run on single-stage projects only "
                         "(they train on the stage's first operation)")
@@ -613,8 +622,9 @@ def _validate_operation(project: Project, operation: Operation) -> list[str]:
     needs = {"python": "function", "file": "path", "datasets": "dataset", "fewshot": "fewshot_prompt"}
     if not getattr(inputs, needs[inputs.source]):
         problems.append(f"`{prefix}inputs.source` = {inputs.source!r} needs `{prefix}inputs.{needs[inputs.source]}`")
-    if inputs.source == "python" and inputs.function:
-        problem = reference_problem(inputs.function, f"{prefix}inputs.function")
+    for key, reference in (("function", inputs.function if inputs.source == "python" else ""),
+                           ("label_function", inputs.label_function)):
+        problem = reference and reference_problem(reference, f"{prefix}inputs.{key}")
         if problem:
             problems.append(problem)
     problems += _range_problems(inputs, prefix + "inputs.")

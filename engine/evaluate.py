@@ -38,13 +38,17 @@ class Decoded:
 
 
 def decode(project: Project, model, tokenizer, inputs: list[dict], template: str,
-           extractor: Extractor | None = None, keep_logits: bool = False, on_batch=None) -> list[Decoded]:
+           extractor: Extractor | None = None, keep_logits: bool = False, on_batch=None,
+           rendering: int = 0) -> list[Decoded]:
     """Greedy outputs with the `template` ("teacher" or "student") prompt; answers via `extractor` or directly.
 
+    `rendering` picks one prompt of a teacher ensemble (0 is the one the teacher pass samples from).
     `on_batch(done, total)` is called after each batch (progress, and the place a stop request is honoured).
     """
-    make_prompt = teacher_prompt if template == "teacher" else student_prompt
-    prompts = [make_prompt(project, tokenizer, example) for example in inputs]
+    if template == "teacher":
+        prompts = [teacher_prompt(project, tokenizer, example, rendering) for example in inputs]
+    else:
+        prompts = [student_prompt(project, tokenizer, example) for example in inputs]
     max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
     generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size, which=template,
                              max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,

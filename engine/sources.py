@@ -53,8 +53,8 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
         if wanted > PROBE_SIZE:
             _probe(function, config, wanted)
         # Ask for a margin of extra inputs: duplicates are dropped before the split.
-        return _python_rows(function, rng, wanted + max(8, wanted // 10), config.options)
-    if config.source == "file":
+        rows = _python_rows(function, rng, wanted + max(8, wanted // 10), config.options)
+    elif config.source == "file":
         rows = _read_file(project.dir / config.path, config)
         rng.shuffle(rows)
     elif config.source == "datasets":
@@ -64,7 +64,22 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
         if model is None:
             raise EngineError("`inputs.source` = 'fewshot' samples inputs from the model: load the model first")
         rows = _fewshot(project, wanted, model, tokenizer)
-    return [_normalize(row, i) for i, row in enumerate(rows)]
+    if config.source != "python":  # _python_rows checked and normalized its rows
+        rows = [_normalize(row, i) for i, row in enumerate(rows)]
+    return _labelled(project, rows) if config.label_function else rows
+
+
+def _labelled(project: Project, rows: list[dict]) -> list[dict]:
+    """Each row with `label` = inputs.label_function(row["input"]); None leaves it unlabelled."""
+    function = load_callable(project.dir, project.inputs.label_function, "inputs.label_function", "function(input)")
+    labelled = []
+    for row in rows:
+        label = function(row["input"])
+        if label is not None and not isinstance(label, str):
+            raise EngineError(f"`inputs.label_function` = {project.inputs.label_function!r} returned {_show(label)} "
+                              f"for input {_show(row['input'])}: expected a string or None")
+        labelled.append({**row, "label": label} if label is not None else {k: v for k, v in row.items() if k != "label"})
+    return labelled
 
 
 EXAMPLE_INPUTS = '[{"input": "12+7", "label": "19"}, ...]'

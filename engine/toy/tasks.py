@@ -126,14 +126,18 @@ def scratchpad_answer(text: str) -> str | None:
 # * an instruction task (any of INSTRUCTION_TASKS) that the model must infer from
 #   the examples; one or two examples usually settle which task is meant;
 # * a letter substitution whose key (letters a-j -> distinct letters of k-z) is
-#   new in every prompt: each example reveals the pairs of its word's letters,
-#   written "cq" ("c is replaced by q"), so the more examples, the more of the
-#   key is known; a letter no example revealed can only be guessed.
+#   new in every prompt: the input is a word in capitals (CAB) and the answer
+#   pairs each of its letters, in lower case, with its substitute ("cq ax by"),
+#   so each example reveals a few pairs of the key; the more examples, the more
+#   of the key is known, and a letter no example revealed can only be guessed.
 #
-# The pair is two adjacent letters, not "c>q": to say what follows "c" the
-# model then needs only the classic induction circuit (find an earlier "c",
-# copy the letter after it); with a separator it must match two tokens back,
-# and in pretraining runs of 1100-1500 steps that lookup had not appeared.
+# Why this shape: to say what follows "c", the model needs only the classic
+# induction circuit (find an earlier "c", copy the token after it). That circuit
+# works only if every earlier "c" is followed by its substitute, so the input
+# is in capitals and "Input"/"Output" hold no letter of a-j: a lower-case key
+# letter appears nowhere but at the start of a pair. With lower-case inputs
+# ("Input: cab"), half the earlier "c"s were followed by another input letter,
+# and five CPU pretraining runs never found the lookup (engine/toy/TRAINING.md).
 
 SUBSTITUTION_ALPHABET = "abcdefghij"
 
@@ -165,13 +169,13 @@ def key_pairs(key: dict[str, str]) -> str:
 
 
 def substitution_word(rng: random.Random, min_len: int = 3, max_len: int = 4) -> str:
-    """3-4 distinct letters from a-j: each example reveals that many pairs of the key."""
-    return "".join(rng.sample(SUBSTITUTION_ALPHABET, rng.randint(min_len, max_len)))
+    """3-4 distinct letters of A-J: each example reveals that many pairs of the key."""
+    return "".join(rng.sample(SUBSTITUTION_ALPHABET, rng.randint(min_len, max_len))).upper()
 
 
 def substitute(key: dict[str, str], word: str) -> str:
-    """The answer: each letter followed by its substitute, e.g. "cab" -> "cq ax by"."""
-    return " ".join(c + key[c] for c in word)
+    """The answer: each letter, in lower case, followed by its substitute: "CAB" -> "cq ax by"."""
+    return " ".join(c + key[c] for c in word.lower())
 
 
 def substitution_example(rng: random.Random, key: dict[str, str]) -> dict[str, str]:

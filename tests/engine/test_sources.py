@@ -107,3 +107,23 @@ def test_file_errors_name_the_problem(tmp_path):
 def test_generator_problems_name_the_key(tmp_path):
     with pytest.raises(EngineError, match="`inputs.function` = 'tasks:nope': tasks.py has no function 'nope'"):
         load_inputs(project(tmp_path, 'source = "python"\nfunction = "tasks:nope"'))
+
+
+def test_label_function_labels_every_source(tmp_path):
+    (tmp_path / "labels.py").write_text(
+        "def label(x):\n    return None if x.startswith('z') else x.upper()\n"
+        "def bad(x):\n    return 3\n")
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"input": w, "label": "stale"}) + "\n"
+                                                 for w in ["ab", "cd", "ef", "zz"]))
+    config = 'source = "file"\npath = "pool.jsonl"\nlabel_function = "labels:label"'
+    distill, held_out = load_inputs(project(tmp_path, config, count=2, eval_count=2))
+    labels = {row["input"]: row.get("label") for row in distill + held_out}
+    # The function's label wins over the file's; None leaves the input unlabelled.
+    assert labels == {"ab": "AB", "cd": "CD", "ef": "EF", "zz": None}
+    with pytest.raises(EngineError, match=r"label_function.*returned 3.*expected a string or None"):
+        load_inputs(project(tmp_path, config.replace("labels:label", "labels:bad"), count=2, eval_count=2))
+
+
+def test_label_function_reference_is_checked(tmp_path):
+    with pytest.raises(EngineError, match="inputs.label_function"):
+        project(tmp_path, 'source = "python"\nfunction = "tasks:reverse_inputs"\nlabel_function = "no colon"')

@@ -27,13 +27,14 @@ def test_substitution_key_and_answer():
     assert sorted(key) == list(tasks.SUBSTITUTION_ALPHABET)
     assert len(set(key.values())) == len(key) and set(key.values()) <= set(tasks.SUBSTITUTES)
     assert key == tasks.random_key(random.Random(0))  # seeded
-    assert tasks.substitute({"c": "q", "a": "x", "b": "y"}, "cab") == "cq ax by"
+    assert tasks.substitute({"c": "q", "a": "x", "b": "y"}, "CAB") == "cq ax by"
     assert tasks.key_pairs({"b": "y", "a": "x"}) == "ax by"
     for _ in range(100):
         ex = tasks.substitution_example(rng, key)
         word = ex["input"]
-        assert 3 <= len(word) <= 4 and len(set(word)) == len(word) and set(word) <= set(tasks.SUBSTITUTION_ALPHABET)
-        assert ex["label"] == " ".join(c + key[c] for c in word)
+        # The input in capitals: a lower-case key letter appears only where a pair starts.
+        assert 3 <= len(word) <= 4 and len(set(word)) == len(word) and set(word) <= set(tasks.SUBSTITUTION_ALPHABET.upper())
+        assert ex["label"] == " ".join(c + key[c] for c in word.lower())
     assert tasks.letters_correct("cq az by\n\nInput", "cq ax by") == pytest.approx(2 / 3)
 
 
