@@ -32,7 +32,7 @@ from engine.events import EventWriter
 from engine.extractors import Extractor
 from engine.layout import RunLayout, is_saved_model, publish_student
 from engine.models import load_model, load_tokenizer
-from engine.processes import any_process, gathered, process_state, whoami
+from engine.processes import any_process, gathered, process_state, shared, whoami
 from engine.resume import project_for_resume
 from engine.sources import load_inputs
 from engine.stage_eval import evaluate_stage, overwrite_matrix
@@ -68,7 +68,8 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
                 stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
     stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
     try:
-        inputs = load_all_inputs(project, events)
+        # The main process's draw for all: a few-shot source samples its inputs from the model.
+        inputs = shared(state, load_all_inputs(project, events))
         preflight(project, inputs)  # user code, labels and templates checked in seconds, before the teacher pass
         for warning in project_warnings(project):
             events.emit("status", stage="setup", message=warning)
