@@ -176,7 +176,10 @@ def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dic
                   events, state, stop_requested=lambda: False) -> dict:
     """{operation: teacher records}; with several processes each generates its share of the batches."""
     records = {}
-    model, tokenizer = load_model(project.model, project.dir, path=str(teacher_weights) if teacher_weights else None)
+    # Several processes: each on its own device (accelerate's, e.g. cuda:<local rank>), never all on cuda:0.
+    device = state.device if state.num_processes > 1 else None
+    model, tokenizer = load_model(project.model, project.dir, path=str(teacher_weights) if teacher_weights else None,
+                                  device=device)
     for name in stage.operations:
         events.set_scope(stage.name, name)
         records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
