@@ -58,6 +58,9 @@ class ModelConfig:
                                           "weights, which can run code: only for a model source you trust.")
     threads: int = option(0, "CPU threads for torch (0 = OMP_NUM_THREADS if set, else half the usable CPUs; "
                              "1 on a shared machine).")
+    context_window: int = option(0, "Tokens a prompt and its output may use: 0 = the model's own window "
+                                    "(max_position_embeddings); a smaller project limit, e.g. to study prompts that "
+                                    "do not fit (paper hypothesis 5).", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -54,14 +54,15 @@ def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
 
 def check_fits(model, prompt_ids: list[list[int]], max_new_tokens: int, which: str) -> None:
     """A prompt longer than the context window is an error naming the input, not a crash."""
-    window = context_window(model)
-    if window is None:
+    found = context_window(model)
+    if found is None:
         return
+    window, named = found
     for index, ids in enumerate(prompt_ids):
         if len(ids) + max_new_tokens > window:
             raise EngineError(
                 f"the {which} prompt of input #{index} is {len(ids)} tokens; with generate.max_new_tokens = "
-                f"{max_new_tokens} it exceeds the model's context window of {window} tokens. "
+                f"{max_new_tokens} it exceeds {named}. "
                 f"Shorten the {which} template or lower generate.max_new_tokens.")
 
 

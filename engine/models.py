@@ -163,6 +163,7 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     transformers_logging.disable_progress_bar()  # runs report progress through their events; the TUI owns the screen
     device = device or resolve_device(config.device)
     model = _load_weights(config, project_dir, path or config.name, device)
+    model.project_context_window = config.context_window or None  # a project limit below the model's own
     tokenizer = load_tokenizer(config, project_dir) if path is None else _tokenizer_at(path, config)
     if model.generation_config is not None:
         if model.generation_config.pad_token_id is None:
@@ -221,8 +222,13 @@ def _tokenizer_at(path: str, config: ModelConfig):
     return load_tokenizer(replace(config, name=path))
 
 
-def context_window(model) -> int | None:
-    return getattr(model.config, "max_position_embeddings", None)
+def context_window(model) -> tuple[int, str] | None:
+    """(tokens, where that limit comes from), the smaller of the model's window and the project's limit."""
+    own = getattr(model.config, "max_position_embeddings", None)
+    limit = getattr(model, "project_context_window", None)
+    if limit and (own is None or limit < own):
+        return limit, f"the project's context window (model.context_window = {limit})"
+    return (own, f"the model's context window of {own} tokens") if own else None
 
 
 def precision_problems(project) -> list[str]:

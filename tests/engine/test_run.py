@@ -225,6 +225,18 @@ def test_prompt_longer_than_the_context_window(tmp_path, char_model_dir, capsys)
     assert "Traceback" not in err
 
 
+def test_a_project_context_window_below_the_models_is_enforced(tmp_path, char_model_dir, capsys):
+    # A 60-character teacher prompt fits the model's 128 tokens, not the project's limit of 50.
+    project = write_project(tmp_path / "limited", char_model_dir, teacher="x" * 60 + "{{ input }}")
+    toml = project / "project.toml"
+    toml.write_text(toml.read_text().replace('device = "cpu"', 'device = "cpu"\ncontext_window = 50'))
+    assert main(["run", str(project), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the teacher prompt of input #" in err
+    assert "the project's context window (model.context_window = 50)" in err
+    assert "Traceback" not in err
+
+
 def test_bpe_gpt2_project_runs_end_to_end(tmp_path, bpe_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
