@@ -265,7 +265,8 @@ def format_matrix(matrix: dict[str, dict[str, dict]]) -> str:
 
 def format_operation(metrics: dict) -> str:
     """One operation's teacher / student before / student after table."""
-    rows = [key for key in ("teacher", "student_before", "student_after", "student_after_teacher_template") if key in metrics]
+    rows = [key for key in ("teacher", "teacher_single_mean", "student_before", "student_after",
+                            "student_after_teacher_template") if key in metrics]
     rows += sorted(key for key in metrics if key.startswith("baseline_"))
     names = sorted({name for row in rows for name in metrics[row]})
     widths = [max(14, len(name) + 2) for name in names]  # a long metric name (`module:function`) keeps its column
@@ -280,6 +281,11 @@ def format_operation(metrics: dict) -> str:
         lines.append(f"inference tokens (prompt + generated): teacher {total['teacher']}, student {total['student']} ({total['ratio']}x fewer)")
     if kl and kl.get("before") is not None:
         lines.append(f"answer-token KL(teacher || student): before {kl['before']}, after {kl['after']}")
+    if metrics.get("teacher_singles"):
+        first = names[0]
+        lines.append(f"single teachers ({first}), one per ensemble prompt: "
+                     + ", ".join(f"{single.get(first, float('nan')):.3f}" for single in metrics["teacher_singles"])
+                     + " (the teacher row is prompt 0)")
     if "baselines_budget" in metrics:
         lines.append(f"baselines trained with the {metrics['baselines_budget']} step budget")
     if "count" in metrics:

@@ -88,6 +88,10 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             references[name] = references_for(views[name], held_out[name], teacher[name])
             results[name]["teacher"] = _score(views[name], teacher[name], references[name], held_out[name])
             announce("teacher", name, results[name]["teacher"])
+            if views[name].teacher.ensemble > 1:
+                results[name].update(single_teachers(views[name], model, tokenizer, held_out[name], references[name],
+                                                     extractors[name], teacher[name], teacher_memo, key, progress))
+                announce("teacher_single_mean", name, results[name]["teacher_single_mean"])
 
         events.set_scope(stage.name, None)
         events.emit("status", stage="eval", message="evaluating the student before distillation")
@@ -152,6 +156,22 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
                 row["student_after_teacher_template"] = sample_entry(kept[name][position], reference)
             samples.append(row)
     return results, samples, round(time.time() - started, 1)
+
+
+def single_teachers(view: Project, model, tokenizer, held_out: list[dict], references: list[str], extractor,
+                    first: list[Decoded], teacher_memo: dict, key: tuple, progress) -> dict:
+    """Each prompt of a teacher ensemble scored alone, and their mean (paper hypothesis 5: under
+    simultaneous distillation no single teacher bounds the student). Prompt 0 is `first`, the
+    teacher row; the ensemble itself only exists as averaged labels, never as one prompt."""
+    singles = [_score(view, first, references, held_out)]
+    for rendering in range(1, view.teacher.ensemble):
+        memo_key = key + (rendering,)
+        if memo_key not in teacher_memo:
+            teacher_memo[memo_key] = decode(view, model, tokenizer, held_out, "teacher", extractor,
+                                            on_batch=progress(f"teacher_{rendering}"), rendering=rendering)
+        singles.append(_score(view, teacher_memo[memo_key], references, held_out))
+    mean_scores = {metric: round(sum(single[metric] for single in singles) / len(singles), 4) for metric in singles[0]}
+    return {"teacher_singles": singles, "teacher_single_mean": mean_scores}
 
 
 def _score(view: Project, decoded: list[Decoded], references: list[str], examples: list[dict]) -> dict:

@@ -66,13 +66,15 @@ def teacher_prompt(project: Project, tokenizer, example: dict, index: int = 0) -
 
 
 def teacher_prompts(project: Project, tokenizer, example: dict) -> list[str]:
-    """All `teacher.ensemble` prompts of one input; they must differ, or the ensemble is one teacher K times."""
+    """All `teacher.ensemble` prompts of one input. Two random draws of examples may coincide now
+    and then (4 of 8 examples, K = 4: about one input in 300), which only weights that draw twice;
+    K identical prompts mean the template draws nothing, and the ensemble is one teacher K times."""
     prompts = [teacher_prompt(project, tokenizer, example, index) for index in range(project.teacher.ensemble)]
-    if len(prompts) > 1 and len(set(prompts)) < len(prompts):
+    if len(prompts) > 1 and len(set(prompts)) == 1:
         raise EngineError(
-            f"`teacher.ensemble` = {len(prompts)}, but the teacher template gave only {len(set(prompts))} distinct "
-            f"prompt(s) for input {example.get('input')!r}: it is larger than the examples allow; draw from more "
-            "examples (`| sample(n)` with a longer list) or lower `teacher.ensemble`")
+            f"`teacher.ensemble` = {len(prompts)}, but the teacher template gave the same prompt {len(prompts)} times "
+            f"for input {example.get('input')!r}: it is larger than the examples allow, or the template draws none; "
+            "draw examples with `| sample(n)` from a longer list, or lower `teacher.ensemble`")
     return prompts
 
 

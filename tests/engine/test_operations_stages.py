@@ -237,6 +237,41 @@ template = """{% for ex in examples | sample(2) %}{{ ex }}
             assert torch.allclose(got, expected[position], atol=1e-5)
 
 
+def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, capsys):
+    import json
+
+    from engine.evaluate import decode
+    from engine.models import load_model
+    from engine.stage_eval import _score
+
+    folder = combined_project(tmp_path / "ens", char_model_dir, '''
+[[operations]]
+name = "ens"
+[operations.teacher]
+ensemble = 3
+vars = { examples = ["ab>ba", "cd>dc", "ef>fe", "gh>hg"] }
+template = """{% for ex in examples | sample(2) %}{{ ex }}
+{% endfor %}{{ input }}>"""
+''', max_steps=2)
+    assert main(["run", str(folder)]) == 0
+    figures = json.loads((only_run(folder) / "metrics.json").read_text())["stages"]["main"]["operations"]["ens"]
+    singles = figures["teacher_singles"]
+    assert len(singles) == 3 and singles[0] == figures["teacher"]
+    for metric, value in figures["teacher_single_mean"].items():
+        assert value == pytest.approx(sum(single[metric] for single in singles) / 3, abs=1e-4)
+    # Each single score is that prompt's own greedy decode, re-scored here independently.
+    project = load_project(folder).for_operation("ens")
+    model, tokenizer = load_model(project.model, project.dir)
+    from engine.sources import load_inputs
+    held_out = load_inputs(project)[1]
+    references = [example.get("label") for example in held_out]
+    for rendering in (1, 2):
+        decoded = decode(project, model, tokenizer, held_out, "teacher", rendering=rendering)
+        assert decoded[0].prompt != decode(project, model, tokenizer, held_out[:1], "teacher")[0].prompt
+        assert _score(project, decoded, references, held_out) == singles[rendering]
+    assert "single teachers (" in capsys.readouterr().out
+
+
 def test_the_sample_filter_is_reproducible_per_input_and_rendering(tmp_path, char_model_dir):
     from engine.templates import render_teacher
 
