@@ -55,41 +55,56 @@ def scratchpad_examples(project, tokenizer, records: list[TeacherRecord], extrac
 
 
 def direct_examples(project, tokenizer, records: list[TeacherRecord]) -> list[DistillExample]:
+    return [hard_example(tokenizer(student_prompt(project, tokenizer, record.input)).input_ids,
+                         answer_target(project, tokenizer, record.input["label"]))
+            for record in records if record.input.get("label") is not None]
+
+
+def answer_target(project, tokenizer, answer: str) -> list[int]:
+    """A hard target: the answer, then the end of the turn (chat) or a newline and EOS."""
     end_of_turn = chat_end_of_turn(project, tokenizer)
-    examples = []
-    for record in records:
-        if record.input.get("label") is None:
-            continue
-        label = record.input["label"].strip()
-        if end_of_turn is not None:  # a chat answer is the label, then the end of the turn
-            target = tokenizer(label, add_special_tokens=False).input_ids + [end_of_turn]
-        else:
-            target = tokenizer(label + "\n", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        examples.append(hard_example(tokenizer(student_prompt(project, tokenizer, record.input)).input_ids, target))
-    return examples
+    if end_of_turn is not None:
+        return tokenizer(answer.strip(), add_special_tokens=False).input_ids + [end_of_turn]
+    return tokenizer(answer.strip() + "\n", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
+def worked_examples(project, tokenizer) -> list[DistillExample]:
+    """`teacher.vars.examples` (dicts with `input` and `label` or `output`) as the student would see them."""
+    return [hard_example(tokenizer(student_prompt(project, tokenizer, row)).input_ids,
+                         answer_target(project, tokenizer, str(row.get("label", row.get("output", "")))))
+            for row in project.teacher.vars.get("examples", [])]
 
 
 def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> dict[str, str]:
     """Train each configured baseline; returns {name: saved model folder}."""
-    from engine.train import train
+    from engine.train import total_steps_for, train
 
-    scratch = scratchpad_examples(project, tokenizer, records, extractor)
-    direct = direct_examples(project, tokenizer, records)
-    if not scratch or not direct:
-        events.emit("status", stage="train", message="baselines skipped: they need labelled inputs and correct teacher scratch-pads")
-        return {}
-    from engine.train import total_steps_for
-
-    steps = total_steps_for(project, len(direct), 1)
-    phase = steps if project.baselines.budget == "paper" else max(1, steps // 2)
-    per_phase = replace(project, distill=replace(project.distill, epochs=0, max_steps=phase))
-    full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
     def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
         # Baselines keep their checkpoints apart, so a resume never loads them into the student.
         return train(settings, examples, events, run_dir=run_dir, output_dir=run_dir / folder,
                      checkpoints_dir=run_dir / f"{folder}-checkpoints", init_from=str(init_from) if init_from else None,
                      phase=folder)
 
+    saved = {}
+    if "examples" in project.baselines.methods:
+        shown = worked_examples(project, tokenizer)
+        steps = total_steps_for(project, len(records), 1)  # the distillation's own budget
+        events.emit("status", stage="train", message=f"baseline examples: {len(shown)} worked examples, {steps} steps")
+        full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
+        saved["examples"] = str(train_into(full, shown, "baselines/examples"))
+    scratchpad_methods = [method for method in project.baselines.methods if method != "examples"]
+    if not scratchpad_methods:
+        return saved
+    scratch = scratchpad_examples(project, tokenizer, records, extractor)
+    direct = direct_examples(project, tokenizer, records)
+    if not scratch or not direct:
+        events.emit("status", stage="train", message="baselines skipped: they need labelled inputs and correct teacher scratch-pads")
+        return saved
+
+    steps = total_steps_for(project, len(direct), 1)
+    phase = steps if project.baselines.budget == "paper" else max(1, steps // 2)
+    per_phase = replace(project, distill=replace(project.distill, epochs=0, max_steps=phase))
+    full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
     for method in scratchpad_methods:
         events.emit("status", stage="train", message=f"baseline {method}: {len(scratch)} scratch-pads, {len(direct)} direct "
                     f"answers, {2 * phase if method == 'scdir' else steps} steps ({project.baselines.budget} budget)")

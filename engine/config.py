@@ -76,8 +76,9 @@ class InputsConfig:
     label_field: str = option("label", "file/datasets source: the column holding the label (optional).")
     fewshot_prompt: str = option("", "fewshot source: a prompt of example inputs; the model continues it to invent new ones.")
     fewshot_max_new_tokens: int = option(48, "fewshot source: tokens sampled per invented input (one line is kept).", minimum=1)
-    label_function: str = option("", "Optional `module:function(input) -> label or None` in the project folder that labels "
-                                     "every input (any source), e.g. the inputs a `fewshot` source invents.")
+    label_function: str = option("", "Optional `module:function(input) -> label or None` in the project folder: labels every "
+                                     "input (any source), e.g. those a `fewshot` source invents; None drops an input "
+                                     "that is not a valid one (a fewshot source then samples more).")
     count: int = option(256, "Number of distillation inputs.", minimum=1, maximum=MAX_COUNT)
     seed: int = option(0, "Seed for sampling and splitting inputs.")
 

@@ -48,6 +48,7 @@ def sample_inputs(project: Project, n: int, model=None, tokenizer=None) -> list[
 def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
     config = project.inputs
     rng = random.Random(config.seed)
+    label = _label_function(project)
     if config.source == "python":
         function = load_callable(project.dir, config.function, "inputs.function", "function(rng, n, **inputs.options)")
         if wanted > PROBE_SIZE:
@@ -63,22 +64,34 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
     else:
         if model is None:
             raise EngineError("`inputs.source` = 'fewshot' samples inputs from the model: load the model first")
-        rows = _fewshot(project, wanted, model, tokenizer)
+        rows = _fewshot(project, wanted, model, tokenizer, keep=(lambda line: label(line) is not None) if label else None)
     if config.source != "python":  # _python_rows checked and normalized its rows
         rows = [_normalize(row, i) for i, row in enumerate(rows)]
-    return _labelled(project, rows) if config.label_function else rows
+    return _labelled(rows, label) if label else rows
 
 
-def _labelled(project: Project, rows: list[dict]) -> list[dict]:
-    """Each row with `label` = inputs.label_function(row["input"]); None leaves it unlabelled."""
+def _label_function(project: Project):
+    """`inputs.label_function`, checked: it must return a string, or None for an input to drop."""
+    if not project.inputs.label_function:
+        return None
     function = load_callable(project.dir, project.inputs.label_function, "inputs.label_function", "function(input)")
+
+    def label(value):
+        found = function(value)
+        if found is not None and not isinstance(found, str):
+            raise EngineError(f"`inputs.label_function` = {project.inputs.label_function!r} returned {_show(found)} "
+                              f"for input {_show(value)}: expected a string, or None to drop the input")
+        return found
+    return label
+
+
+def _labelled(rows: list[dict], label) -> list[dict]:
+    """The rows `label` accepts, each with its label (it wins over a label the source gave)."""
     labelled = []
     for row in rows:
-        label = function(row["input"])
-        if label is not None and not isinstance(label, str):
-            raise EngineError(f"`inputs.label_function` = {project.inputs.label_function!r} returned {_show(label)} "
-                              f"for input {_show(row['input'])}: expected a string or None")
-        labelled.append({**row, "label": label} if label is not None else {k: v for k, v in row.items() if k != "label"})
+        found = label(row["input"])
+        if found is not None:
+            labelled.append({**row, "label": found})
     return labelled
 
 
@@ -208,8 +221,9 @@ def _read_dataset(project: Project) -> list[dict]:
     return [_rename(dict(row), config) for row in dataset]
 
 
-def _fewshot(project: Project, wanted: int, model, tokenizer) -> list[dict]:
-    """Sample the model on a prompt of example inputs until `wanted` unique lines (paper 3.1)."""
+def _fewshot(project: Project, wanted: int, model, tokenizer, keep=None) -> list[dict]:
+    """Sample the model on a prompt of example inputs until `wanted` unique lines (paper 3.1)
+    that `keep` accepts (all, without it)."""
     import torch
 
     config = project.inputs
@@ -223,7 +237,7 @@ def _fewshot(project: Project, wanted: int, model, tokenizer) -> list[dict]:
                                     pad_token_id=tokenizer.pad_token_id)
         for text in tokenizer.batch_decode(output[:, prompt_ids.shape[1]:], skip_special_tokens=True):
             line = text.strip("\n").split("\n")[0].strip()
-            if line:
+            if line and (keep is None or keep(line)):
                 found[line] = None
         if len(found) >= wanted:
             break

@@ -54,29 +54,32 @@ MIXTURE: dict[tuple, float] = {
 }
 
 
-# toy-icl's mixture: toy-base's, scaled to 20% of the sequences so its skills are
-# kept, plus few-shot sequences (tasks.fewshot_prompt): an instruction task to
-# infer from its examples, or a letter substitution with a fresh key per
-# sequence, to look up in the examples. A few-shot sequence is trained on every
-# token, so each one teaches every number of examples from 0 to its length - 1,
-# and the model also learns to invent new inputs (the `fewshot` input source
-# samples them from the model).
+# toy-icl's mixtures. A few-shot component is ("fewshot", family, least, most):
+# sequences of `least`-`most` worked examples (tasks.fewshot_prompt) of one
+# instruction task to infer, or of one letter substitution (a fresh key per
+# sequence) to look up. A few-shot sequence is trained on every token, so each
+# one teaches every number of examples from 0 to its length - 1, and the model
+# also learns to invent new inputs (the `fewshot` input source samples them).
+#
+# Two phases (engine/toy/TRAINING.md, "Building toy-icl"): `substitution` first,
+# long sequences of one family only, until the lookup appears (an induction head:
+# with 2-10 examples and a mixture it never did on the CPU budget; with 8-14
+# examples, most substitutes in a sequence are revealed, so the lookup pays on
+# most of them); then `icl`, which keeps the lookup and brings back toy-base's
+# skills (20% of the sequences) and instruction tasks inferred from examples.
+SUBSTITUTION_MIXTURE: dict[tuple, float] = {("fewshot", "substitution", 8, 14): 1.0}
 ICL_MIXTURE: dict[tuple, float] = {
     **{kind: 0.2 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
-    ("fewshot", "instruction"): 0.2,
-    ("fewshot", "substitution"): 0.6,
+    ("fewshot", "instruction", 2, 10): 0.3,
+    ("fewshot", "substitution", 2, 14): 0.5,
 }
-MIXTURES = {"base": MIXTURE, "icl": ICL_MIXTURE}
-
-# Worked examples per few-shot training sequence (the last one is the query):
-# up to 9 covers the 8-example prompts the sample projects use, plus one spare.
-FEWSHOT_EXAMPLES = (2, 10)
+MIXTURES = {"base": MIXTURE, "substitution": SUBSTITUTION_MIXTURE, "icl": ICL_MIXTURE}
 
 
-def fewshot_sequence(rng: random.Random, family: str) -> str:
-    """A whole few-shot text: examples of one task (or one substitution key), then
-    the query and its answer."""
-    n = rng.randint(*FEWSHOT_EXAMPLES)
+def fewshot_sequence(rng: random.Random, family: str, least: int = 2, most: int = 10) -> str:
+    """A whole few-shot text: `least`-`most` examples of one task (or one substitution
+    key), the last of them as the query and its answer."""
+    n = rng.randint(least, most)
     if family == "instruction":
         task = rng.choice(list(tasks.INSTRUCTION_TASKS))
         rows = [tasks.instruction_example(rng, task) for _ in range(n)]
@@ -88,9 +91,9 @@ def fewshot_sequence(rng: random.Random, family: str) -> str:
 
 def sample_example(rng: random.Random, kind: tuple) -> tuple[str, str]:
     """One (prompt, completion) pair of the given mixture component."""
-    family, arg = kind
+    family, arg, *example_range = kind
     if family == "fewshot":
-        return "", fewshot_sequence(rng, arg)  # empty prompt: the loss covers every token
+        return "", fewshot_sequence(rng, arg, *example_range)  # empty prompt: the loss covers every token
     if family == "instruction":
         x = tasks.random_word(rng)
         return tasks.instruction_prompt(arg, x), tasks.instruction_completion(arg, x)
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "toy-base")
     ap.add_argument("--mixture", choices=sorted(MIXTURES), default="base",
-                    help="base: toy-base's tasks; icl: those plus few-shot prompts (toy-icl)")
+                    help="base: toy-base's tasks; substitution: long few-shot substitutions only "
+                         "(toy-icl's first phase); icl: toy-base's tasks plus few-shot prompts (its second)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for training")
     ap.add_argument("--steps", type=int, default=100_000, help="step budget for training")
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
             running = 0.0
         if step % args.eval_every == 0:
             print(f"eval step {step}: {_fmt(evaluate(model, tokenizer, 50, seed=10_000 + step))}", flush=True)
-            if args.mixture == "icl":
+            if args.mixture != "base":
                 print(f"eval icl step {step}: {_fmt(evaluate_icl(model, tokenizer, 60, seed=20_000 + step))}",
                       flush=True)
         if time.time() - last_save > args.save_every_minutes * 60:
@@ -378,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     sampled = evaluate(model, tokenizer, args.eval_n, seed=123_456, temperature=1.0)
     print(f"final sampled T=1: {_fmt(sampled)}", flush=True)
     icl_greedy = icl_sampled = None
-    if args.mixture == "icl":
+    if args.mixture != "base":
         icl_greedy = evaluate_icl(model, tokenizer, args.eval_n, seed=654_321)
         print(f"final icl greedy: {_fmt(icl_greedy)}", flush=True)
         icl_sampled = evaluate_icl(model, tokenizer, args.eval_n, seed=654_321, temperature=1.0)

@@ -49,3 +49,25 @@ def test_a_chat_baseline_learns_to_end_its_turn(tmp_path, char_model_dir, style)
     newline = tokenizer("dcba\n", add_special_tokens=False).input_ids
     assert targets(direct_examples(plain, tokenizer, [cut_off])) == [newline + [tokenizer.eos_token_id]]
     assert targets(scratchpad_examples(plain, tokenizer, [cut_off], extractor)) == [answer]
+
+
+def test_the_examples_baseline_trains_on_the_teachers_worked_examples_under_the_student_template(tmp_path, char_model_dir):
+    from engine.baselines import worked_examples
+    from engine.config import project_from_toml_text
+    from engine.models import load_tokenizer
+
+    folder = write_project(tmp_path / "p", char_model_dir)
+    toml = (folder / "project.toml").read_text()
+    shown = 'vars = { examples = [{ input = "ab", label = "ba" }, { input = "xyz", output = "zyx" }] }\n'
+    project = project_from_toml_text(folder, toml.replace("[teacher]\n", "[teacher]\n" + shown)
+                                     + '\n[baselines]\nmethods = ["examples"]\n')
+    tokenizer = load_tokenizer(project.model, project.dir)
+    examples = worked_examples(project, tokenizer)
+    assert [tokenizer.decode(example.input_ids[:example.answer_start]) for example in examples] == [
+        tokenizer.decode(tokenizer(student_prompt(project, tokenizer, {"input": word})).input_ids) for word in ("ab", "xyz")]
+    assert targets(examples) == [tokenizer("ba\n", add_special_tokens=False).input_ids + [tokenizer.eos_token_id],
+                                 tokenizer("zyx\n", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]]
+    # Without worked examples there is nothing to train on: said when the project loads.
+    from engine.errors import EngineError
+    with pytest.raises(EngineError, match="teacher.vars.examples"):
+        project_from_toml_text(folder, toml + '\n[baselines]\nmethods = ["examples"]\n')

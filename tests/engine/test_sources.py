@@ -116,11 +116,13 @@ def test_label_function_labels_every_source(tmp_path):
     (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"input": w, "label": "stale"}) + "\n"
                                                  for w in ["ab", "cd", "ef", "zz"]))
     config = 'source = "file"\npath = "pool.jsonl"\nlabel_function = "labels:label"'
-    distill, held_out = load_inputs(project(tmp_path, config, count=2, eval_count=2))
+    distill, held_out = load_inputs(project(tmp_path, config, count=2, eval_count=1))
     labels = {row["input"]: row.get("label") for row in distill + held_out}
-    # The function's label wins over the file's; None leaves the input unlabelled.
-    assert labels == {"ab": "AB", "cd": "CD", "ef": "EF", "zz": None}
-    with pytest.raises(EngineError, match=r"label_function.*returned 3.*expected a string or None"):
+    # The function's label wins over the file's; None drops the input.
+    assert labels == {"ab": "AB", "cd": "CD", "ef": "EF"}
+    with pytest.raises(EngineError, match="gave only 3 unique inputs"):
+        load_inputs(project(tmp_path, config, count=2, eval_count=2))
+    with pytest.raises(EngineError, match=r"label_function.*returned 3.*expected a string, or None"):
         load_inputs(project(tmp_path, config.replace("labels:label", "labels:bad"), count=2, eval_count=2))
 
 

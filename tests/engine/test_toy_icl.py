@@ -46,12 +46,16 @@ def test_icl_mixture_trains_every_token_of_fewshot_sequences():
     for family in ("instruction", "substitution"):
         prompt, text = sample_example(rng, ("fewshot", family))
         assert prompt == "" and text.startswith("Input: ") and text.endswith("\n")
+    # A component may set its number of worked examples: 8-14 makes 8-14 blocks.
+    for _ in range(20):
+        _, text = sample_example(rng, ("fewshot", "substitution", 8, 14))
+        assert 8 <= text.count("Input: ") <= 14
 
 
 def test_window_fits_eight_examples():
     # The longest 8-example prompts plus answer: 8-letter words doubled, 4-letter substitutions.
     tok = build_char_tokenizer()
-    longest = {"double": ("abcdefgh", "aabbccddeeffgghh"), "subst": ("abcd", "ak bl cm dn")}
+    longest = {"double": ("abcdefgh", "aabbccddeeffgghh"), "subst": ("ABCD", "ak bl cm dn")}
     for x, y in longest.values():
         text = tasks.fewshot_prompt([{"input": x, "label": y}] * 8, x) + y + "\n"
         assert len(tok(text, add_special_tokens=False).input_ids) <= tok.model_max_length
