@@ -2,9 +2,10 @@
 
 `toy-base/` (shipped in the repo) is pretrained by `python -m engine.toy.pretrain`;
 see its TRAINING.md. It lets the whole workbench run offline in minutes.
-`toy-icl/` is toy-base continued on few-shot prompts (`pretrain.py --mixture icl`),
-meant to learn from examples in its prompt; its weights are not shipped yet
-(engine/toy/TRAINING.md has the formats, the recipe and what was measured).
+`toy-icl/` is toy-base continued on few-shot prompts (`build_toy_icl.sh`): it looks a
+letter-substitution key up in the worked examples of its prompt (the few-shot and
+long-context sample projects); engine/toy/TRAINING.md has the formats, the recipe
+and what was measured.
 """
 
 from __future__ import annotations

@@ -61,19 +61,30 @@ MIXTURE: dict[tuple, float] = {
 # one teaches every number of examples from 0 to its length - 1, and the model
 # also learns to invent new inputs (the `fewshot` input source samples them).
 #
-# Two phases (engine/toy/TRAINING.md, "Building toy-icl"): `substitution` first,
-# long sequences of one family only, until the lookup appears (an induction head:
-# with 2-10 examples and a mixture it never did on the CPU budget; with 8-14
-# examples, most substitutes in a sequence are revealed, so the lookup pays on
-# most of them); then `icl`, which keeps the lookup and brings back toy-base's
-# skills (20% of the sequences) and instruction tasks inferred from examples.
-SUBSTITUTION_MIXTURE: dict[tuple, float] = {("fewshot", "substitution", 8, 14): 1.0}
+# Three phases (engine/toy/TRAINING.md, "Building toy-icl"): the lookup (an
+# induction head) appeared only on data that is nearly all substitutions, at a
+# constant learning rate; a cosine schedule that decays before it appears, or a
+# mixture with toy-base's tasks, never found it on the CPU budget.
+# 1. `lookup-warmup`: substitutions of 2-10 examples (99.6% of the sequences),
+# 2. `substitution`: long ones (8-16 examples: most substitutes in a sequence are
+#    revealed, so the lookup pays on most of them),
+# 3. `icl`: toy-base's skills back (20% of the sequences), instruction tasks
+#    inferred from examples, and substitutions of 2-14 examples.
+LOOKUP_WARMUP_MIXTURE: dict[tuple, float] = {
+    **{kind: 0.2 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
+    ("fewshot", "instruction", 2, 10): 0.2,
+    ("fewshot", "substitution", 2, 10): 100.0,
+}
+# 16 examples of 4 letters run past the 512 positions a prompt may use; training
+# on them is harmless (rotary positions) and no prompt of a project is that long.
+SUBSTITUTION_MIXTURE: dict[tuple, float] = {("fewshot", "substitution", 8, 16): 1.0}
 ICL_MIXTURE: dict[tuple, float] = {
     **{kind: 0.2 * weight / sum(MIXTURE.values()) for kind, weight in MIXTURE.items()},
     ("fewshot", "instruction", 2, 10): 0.3,
     ("fewshot", "substitution", 2, 14): 0.5,
 }
-MIXTURES = {"base": MIXTURE, "substitution": SUBSTITUTION_MIXTURE, "icl": ICL_MIXTURE}
+MIXTURES = {"base": MIXTURE, "lookup-warmup": LOOKUP_WARMUP_MIXTURE, "substitution": SUBSTITUTION_MIXTURE,
+            "icl": ICL_MIXTURE}
 
 
 def fewshot_sequence(rng: random.Random, family: str, least: int = 2, most: int = 10) -> str:
@@ -300,8 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "toy-base")
     ap.add_argument("--mixture", choices=sorted(MIXTURES), default="base",
-                    help="base: toy-base's tasks; substitution: long few-shot substitutions only "
-                         "(toy-icl's first phase); icl: toy-base's tasks plus few-shot prompts (its second)")
+                    help="base: toy-base's tasks; lookup-warmup, substitution, icl: toy-icl's three phases")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for training")
     ap.add_argument("--steps", type=int, default=100_000, help="step budget for training")
@@ -311,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                    help="after warmup: cosine down to 10%% of --lr, or constant (toy-icl's lookup phases)")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=500)
@@ -349,8 +361,9 @@ def main(argv: list[str] | None = None) -> None:
         progress = max(step / args.steps, elapsed / budget_s)
         if progress >= 1.0:
             break
-        # Linear warmup, then cosine from the peak down to 10% of it.
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        # Linear warmup, then cosine from the peak down to 10% of it (or the peak throughout).
+        decay = 1.0 if args.schedule == "constant" else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * decay
         for group in opt.param_groups:
             group["lr"] = lr
         loss = model(**{name: t.to(args.device) for name, t in next(batches).items()}).loss

@@ -87,6 +87,6 @@ def test_toy_icl_looks_up_the_substitution_key_in_its_prompt():
             rows.append([tasks.substitution_example(rng, key) for _ in range(shots + 1)])
         outs = generate(model, tokenizer, [tasks.fewshot_prompt(r[:-1], r[-1]["input"]) for r in rows], 20)
         scores[shots] = sum(tasks.letters_correct(o, r[-1]["label"]) for o, r in zip(outs, rows)) / 20
-    # Measured on these prompts: see engine/toy/TRAINING.md for the full table.
-    assert scores[8] >= 0.6
-    assert scores[8] > scores[0] + 0.4
+    # toy-icl/TRAINING.md (200 prompts): 0.06 with no example, 0.47 with 8. Chance is about 1/16.
+    assert scores[0] <= 0.15
+    assert scores[8] >= 0.3
