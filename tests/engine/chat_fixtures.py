@@ -104,3 +104,30 @@ def build_chat_model_dir(folder: Path, style: str, *, architecture: str = "llama
     text = "Input: abc def\n<|im_end|>\n"
     assert AutoTokenizer.from_pretrained(folder)(text).input_ids == tokenizer(text).input_ids, "the tokenizer round-trips"
     return folder
+
+
+def run_on_tiny_model(project: Path, folder: Path, model_dir: Path, max_new_tokens: int = 6, **distill) -> Path:
+    """Copy a hub-model sample project, point it at a local tiny model with 6 inputs, 2 held
+    out, 2 steps and short outputs, run it, and return its run folder. `distill` sets more
+    [distill] keys."""
+    import shutil
+
+    import tomlkit
+
+    from engine.cli import main
+
+    copy = folder / project.name
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    document = tomlkit.parse((copy / "project.toml").read_text())
+    document["model"]["name"] = str(model_dir)  # the one change of substance: the model
+    document["model"]["device"] = "cpu"
+    document["inputs"]["count"] = 6
+    document["eval"]["count"] = 2
+    document["generate"]["max_new_tokens"] = max_new_tokens
+    if "max_new_tokens" in document["eval"]:
+        document["eval"]["max_new_tokens"] = max_new_tokens
+    document["distill"].update({"max_steps": 2, "num_samples": 10, **distill})
+    (copy / "project.toml").write_text(tomlkit.dumps(document))
+    assert main(["run", str(copy), "--quiet"]) == 0
+    (run_dir,) = (copy / "runs").iterdir()
+    return run_dir

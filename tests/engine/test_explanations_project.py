@@ -12,18 +12,16 @@ student's do not.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import tomlkit
 
 from engine.cli import main
 from engine.config import load_project
 from engine.sources import load_inputs
 from engine.templates import render_prompts
 
-from chat_fixtures import build_chat_model_dir
+from chat_fixtures import build_chat_model_dir, run_on_tiny_model
 
 PROJECT = Path(__file__).resolve().parents[2] / "sample_projects" / "explanations"
 EXPLANATION = "Explanation: The given analogy relates objects to their rooms."
@@ -73,22 +71,8 @@ def tiny_qwen(tmp_path_factory) -> Path:
 
 
 def test_the_project_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tiny_qwen):
-    copy = tmp_path / "explanations"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("runs", "__pycache__"))
-    document = tomlkit.parse((copy / "project.toml").read_text())
-    document["model"]["name"] = str(tiny_qwen)  # the one change of substance: the model
-    document["model"]["device"] = "cpu"
-    document["inputs"]["count"] = 6
-    document["eval"]["count"] = 2
-    document["generate"]["max_new_tokens"] = 4
-    document["distill"]["max_steps"] = 2
-    document["distill"]["num_samples"] = 10
-    document["distill"]["max_seq_len"] = 2048  # the test tokenizer's longer prompts (see tiny_qwen)
-    (copy / "project.toml").write_text(tomlkit.dumps(document))
-
-    assert main(["run", str(copy), "--quiet"]) == 0
-
-    (run_dir,) = (copy / "runs").iterdir()
+    # The test tokenizer's prompts are longer than Qwen's (see tiny_qwen).
+    run_dir = run_on_tiny_model(PROJECT, tmp_path, tiny_qwen, max_new_tokens=4, max_seq_len=2048)
     outputs = [json.loads(line) for line in (run_dir / "teacher" / "outputs.jsonl").read_text().splitlines()]
     assert len(outputs) == 6
     for row in outputs:

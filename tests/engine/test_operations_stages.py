@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -201,11 +200,8 @@ def test_the_loss_is_the_weighted_sum_of_each_operations_mean():
 
 # --- teacher ensembles -----------------------------------------------------------------
 
-def test_ensemble_labels_are_the_average_of_the_renderings_distributions(tmp_path, char_model_dir):
-    from engine.models import load_model
-    from engine.teacher import run_teacher, teacher_prompts
-
-    folder = combined_project(tmp_path / "ens", char_model_dir, '''
+# Three teachers, each shown 2 of 4 examples drawn per input and prompt.
+ENSEMBLE = '''
 [[operations]]
 name = "ens"
 [operations.teacher]
@@ -213,7 +209,14 @@ ensemble = 3
 vars = { examples = ["ab>ba", "cd>dc", "ef>fe", "gh>hg"] }
 template = """{% for ex in examples | sample(2) %}{{ ex }}
 {% endfor %}{{ input }}>"""
-''', labels="topk")
+'''
+
+
+def test_ensemble_labels_are_the_average_of_the_renderings_distributions(tmp_path, char_model_dir):
+    from engine.models import load_model
+    from engine.teacher import run_teacher, teacher_prompts
+
+    folder = combined_project(tmp_path / "ens", char_model_dir, ENSEMBLE, labels="topk")
     project = load_project(folder).for_operation("ens")
     model, tokenizer = load_model(project.model, project.dir)
     vocab = model.config.vocab_size
@@ -244,15 +247,7 @@ def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, ca
     from engine.models import load_model
     from engine.stage_eval import _score
 
-    folder = combined_project(tmp_path / "ens", char_model_dir, '''
-[[operations]]
-name = "ens"
-[operations.teacher]
-ensemble = 3
-vars = { examples = ["ab>ba", "cd>dc", "ef>fe", "gh>hg"] }
-template = """{% for ex in examples | sample(2) %}{{ ex }}
-{% endfor %}{{ input }}>"""
-''', max_steps=2)
+    folder = combined_project(tmp_path / "ens", char_model_dir, ENSEMBLE, max_steps=2)
     assert main(["run", str(folder)]) == 0
     figures = json.loads((only_run(folder) / "metrics.json").read_text())["stages"]["main"]["operations"]["ens"]
     singles = figures["teacher_singles"]

@@ -10,16 +10,13 @@ and the counts cut down so it takes seconds.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import tomlkit
 
-from engine.cli import main
 from engine.config import load_project
 
-from chat_fixtures import build_chat_model_dir
+from chat_fixtures import build_chat_model_dir, run_on_tiny_model
 
 PROJECT = Path(__file__).resolve().parents[2] / "sample_projects" / "system-prompt"
 
@@ -45,21 +42,7 @@ def tiny_qwen(tmp_path_factory) -> Path:
 
 
 def test_the_project_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tiny_qwen):
-    copy = tmp_path / "system-prompt"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("runs", "__pycache__"))
-    document = tomlkit.parse((copy / "project.toml").read_text())
-    document["model"]["name"] = str(tiny_qwen)  # the one change of substance: the model
-    document["model"]["device"] = "cpu"
-    document["inputs"]["count"] = 6
-    document["eval"]["count"] = 2
-    document["generate"]["max_new_tokens"] = document["eval"]["max_new_tokens"] = 6
-    document["distill"]["max_steps"] = 2
-    document["distill"]["num_samples"] = 10
-    (copy / "project.toml").write_text(tomlkit.dumps(document))
-
-    assert main(["run", str(copy), "--quiet"]) == 0
-
-    (run_dir,) = (copy / "runs").iterdir()
+    run_dir = run_on_tiny_model(PROJECT, tmp_path, tiny_qwen)
     outputs = [json.loads(line) for line in (run_dir / "teacher" / "outputs.jsonl").read_text().splitlines()]
     assert len(outputs) == 6
     assert all(row["prompt"].startswith("<|im_start|>system\nYou are Marlow") for row in outputs)
