@@ -273,7 +273,12 @@ class AuthorScreen(Screen):
             with HEAVY_IMPORTS:
                 from engine.sources import sample_inputs
 
-                inputs = sample_inputs(project, SAMPLE_COUNT)
+                if project.inputs.source != "fewshot":
+                    inputs = sample_inputs(project, SAMPLE_COUNT)
+            if project.inputs.source == "fewshot":
+                # The model invents the inputs: the preview's, once loaded (its loader needs HEAVY_IMPORTS).
+                inputs = self.preview.with_model(lambda model, tokenizer: sample_inputs(
+                    project, SAMPLE_COUNT, model, tokenizer))
             self.post_message(SampleInputsLoaded(inputs))
         except Exception as error:
             self.post_message(SampleInputsLoaded([], f"{type(error).__name__}: {error}"))

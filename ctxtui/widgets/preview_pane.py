@@ -66,6 +66,7 @@ or checkpoint of one of this project's runs ("try the student").
         self.invalid_reason: str | None = None  # why the prompts cannot be rendered now (shown instead of output)
         self.streamed_updates = 0  # partial outputs shown while the teacher generates
         self._session_lock = threading.Lock()
+        self._loaded = threading.Event()  # set once a load has finished, with a session or an error
         self._timer = None
 
     def compose(self) -> ComposeResult:
@@ -92,9 +93,18 @@ or checkpoint of one of this project's runs ("try the student").
 
     # -- attributes down ----------------------------------------------------
 
+    def with_model(self, use, timeout: float = 600.0):
+        """`use(model, tokenizer)` with the loaded model, from a worker thread: it waits for the
+        load and for any generation in progress (a `fewshot` source invents inputs with it)."""
+        if not self._loaded.wait(timeout) or self.session is None:
+            raise RuntimeError("the model did not load (see the teacher generation pane)")
+        with self._session_lock:
+            return use(self.session.model, self.session.tokenizer)
+
     def load(self, project) -> None:
         """Load the picked weights for `project` (at start, and when another model is picked)."""
         self.session = None
+        self._loaded.clear()
         self.query_one("#teacher-output", Static).update("loading model…")
         self.load_session(project, self.source)
 
@@ -215,6 +225,7 @@ or checkpoint of one of this project's runs ("try the student").
     def on_preview_model_loaded(self, message: PreviewModelLoaded) -> None:
         message.stop()
         self.session = message.session
+        self._loaded.set()
         output = self.query_one("#teacher-output", Static)
         if message.session is None:
             output.update(Content(f"model failed to load: {message.error}"))

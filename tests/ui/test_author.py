@@ -176,3 +176,24 @@ async def test_config_problems_show_inline_and_nothing_crashes(tmp_path):
         await pilot.press("f3", "n")  # launching is refused, not attempted
         await pilot.pause()
         assert not (project / "runs").exists()
+
+
+async def test_a_fewshot_source_gets_its_sample_inputs_from_the_loaded_model(tmp_path):
+    # The model invents a `fewshot` project's inputs: the screen waits for the preview's model
+    # (it used to ask for inputs without one and showed "load the model first").
+    import shutil
+    from pathlib import Path
+
+    project = tmp_path / "long-context"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "sample_projects" / "long-context", project,
+                    ignore=shutil.ignore_patterns("runs", "__pycache__", "README.md"))
+    document = tomlkit.parse((project / "project.toml").read_text())
+    document["inputs"]["count"] = 8
+    (project / "project.toml").write_text(tomlkit.dumps(document))
+    app = CtxApp(project, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: any(not example.get("own") for example in screen.inputs), timeout=60)
+        invented = [example for example in screen.inputs if not example.get("own")]
+        assert all(len(example["input"]) in (3, 4) and example["label"] for example in invented)
+        assert "inputs failed" not in str(screen.query_one("#inputs").render())
