@@ -7,6 +7,12 @@ from textual.widgets import DataTable
 
 ROLES = ("teacher", "student_before", "student_after")
 
+# Other rows of metrics.json that are scores on the same held-out inputs. Each
+# gets one row per metric, its value in the column it compares with: the mean
+# single teacher of an ensemble beside the teacher, the rest beside "after".
+EXTRA_ROWS = {"teacher_single_mean": ("teacher", "mean single teacher"),
+              "student_after_teacher_template": ("after", "after, asked with the teacher template")}
+
 
 def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
@@ -32,10 +38,15 @@ before distillation and after it (short prompt). Every Δ is the later value
 minus the earlier one: **Δ after−before**, and **after−teacher** (0 means the
 student caught up). Green marks an improvement: a rise for scores, a fall for
 the answer KL (lower is better).
+
+Below the main rows, when the run has them: the paper's baselines
+(`baseline scdir`, ...; their score sits in the *after* column, compared with
+the same teacher and student before), the student after asked with the
+teacher template (the skill it kept), and an ensemble's mean single teacher.
 """
 
     DEFAULT_CSS = """
-    MetricsTable { height: auto; max-height: 10; }
+    MetricsTable { height: auto; max-height: 14; }
     """
 
     def on_mount(self) -> None:
@@ -63,6 +74,27 @@ the answer KL (lower is better).
             numeric = isinstance(before, (int, float)) and isinstance(after, (int, float))
             self.add_row("answer KL (↓)", "–", _cell(before), _cell(after),
                          _delta(after - before if numeric else None, lower_is_better=True), "–", key="answer_kl")
+        for row, (column, label) in extra_rows(metrics):
+            for name, value in (metrics.get(row) or {}).items():
+                teacher, before = (metrics.get(role, {}).get(name) for role in ROLES[:2])
+                if column == "teacher":
+                    self.add_row(f"{name} · {label}", _cell(value), "–", "–", "–", "–", key=f"{row}/{name}")
+                    continue
+                numeric = all(isinstance(v, (int, float)) for v in (before, value))
+                self.add_row(f"{name} · {label}", _cell(teacher), _cell(before), _cell(value),
+                             _delta(value - before if numeric else None),
+                             _delta(value - teacher if numeric and isinstance(teacher, (int, float)) else None),
+                             key=f"{row}/{name}")
+
+
+def extra_rows(metrics: dict) -> list[tuple[str, tuple[str, str]]]:
+    """(metrics.json key, (column, label)) of the rows beyond teacher / before / after, in display order."""
+    rows = [(key, EXTRA_ROWS[key]) for key in EXTRA_ROWS if isinstance(metrics.get(key), dict)]
+    budget = metrics.get("baselines_budget")
+    for key in sorted(key for key in metrics if key.startswith("baseline_") and isinstance(metrics[key], dict)):
+        label = f"baseline {key.removeprefix('baseline_')}" + (f" ({budget} budget)" if budget else "")
+        rows.append((key, ("after", label)))
+    return rows
 
 
 def savings_line(metrics: dict) -> str:

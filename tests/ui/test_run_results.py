@@ -96,6 +96,27 @@ async def test_results_table_filters_search_and_diff(project_dir):
         assert isinstance(app.screen, ResultsScreen)
 
 
+async def test_results_table_shows_baselines_and_the_kept_skill(project_dir):
+    """The paper's baselines and the teacher-template score are in metrics.json: the table shows them too."""
+    run_dir = write_run(project_dir)
+    metrics = dict(METRICS, baselines_budget="paper",
+                   **{"baseline_scdir": {"exact_match": 0.375}, "baseline_sc+dir": {"exact_match": 0.125},
+                      "student_after_teacher_template": {"exact_match": 0.0}})
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        table = app.screen.query_one("#results-metrics")
+        scdir = table.get_row("baseline_scdir/exact_match")
+        assert str(scdir[0]) == "exact_match · baseline scdir (paper budget)"
+        assert scdir[1:4] == ["0.750", "0.250", "0.375"]
+        assert str(scdir[4]) == "+0.125" and str(scdir[5]) == "-0.375"
+        assert table.get_row("baseline_sc+dir/exact_match")[3] == "0.125"
+        kept = table.get_row("student_after_teacher_template/exact_match")
+        assert kept[3] == "0.000" and str(kept[4]) == "-0.250"
+
+
 def test_inline_diff_marks_changes():
     diff = inline_diff("god", "dgo")
     assert diff.plain == "gdgod" or set(diff.plain) <= set("god")
