@@ -10,8 +10,11 @@ ROLES = ("teacher", "student_before", "student_after")
 # Other rows of metrics.json that are scores on the same held-out inputs. Each
 # gets one row per metric, its value in the column it compares with: the mean
 # single teacher of an ensemble beside the teacher, the rest beside "after".
+# The student asked with the teacher template has no "before" of its own: before
+# distillation, that is the teacher (same weights, same prompt).
 EXTRA_ROWS = {"teacher_single_mean": ("teacher", "mean single teacher"),
-              "student_after_teacher_template": ("after", "after, asked with the teacher template")}
+              "student_after_teacher_template": ("after", "after, teacher template")}
+NO_BEFORE = {"student_after_teacher_template"}
 
 
 def _cell(value) -> str:
@@ -25,6 +28,12 @@ def _delta(value: float | None, lower_is_better: bool = False) -> Text:
     better = -value if lower_is_better else value
     style = "green" if better > 0 else "red" if better < 0 else ""
     return Text(f"{value:+.3f}", style=style)
+
+
+def _gap(later, earlier) -> Text:
+    """`later - earlier` as a Δ cell, "–" unless both are numbers."""
+    numeric = all(isinstance(v, (int, float)) for v in (later, earlier))
+    return _delta(later - earlier if numeric else None)
 
 
 class MetricsTable(DataTable):
@@ -42,7 +51,8 @@ the answer KL (lower is better).
 Below the main rows, when the run has them: the paper's baselines
 (`baseline scdir`, ...; their score sits in the *after* column, compared with
 the same teacher and student before), the student after asked with the
-teacher template (the skill it kept), and an ensemble's mean single teacher.
+teacher template (the skill it kept; compare it with the teacher, which is
+the same prompt before distillation), and an ensemble's mean single teacher.
 """
 
     DEFAULT_CSS = """
@@ -77,23 +87,20 @@ teacher template (the skill it kept), and an ensemble's mean single teacher.
         for row, (column, label) in extra_rows(metrics):
             for name, value in (metrics.get(row) or {}).items():
                 teacher, before = (metrics.get(role, {}).get(name) for role in ROLES[:2])
+                if row in NO_BEFORE:
+                    before = None
                 if column == "teacher":
                     self.add_row(f"{name} · {label}", _cell(value), "–", "–", "–", "–", key=f"{row}/{name}")
                     continue
-                numeric = all(isinstance(v, (int, float)) for v in (before, value))
                 self.add_row(f"{name} · {label}", _cell(teacher), _cell(before), _cell(value),
-                             _delta(value - before if numeric else None),
-                             _delta(value - teacher if numeric and isinstance(teacher, (int, float)) else None),
-                             key=f"{row}/{name}")
+                             _gap(value, before), _gap(value, teacher), key=f"{row}/{name}")
 
 
 def extra_rows(metrics: dict) -> list[tuple[str, tuple[str, str]]]:
     """(metrics.json key, (column, label)) of the rows beyond teacher / before / after, in display order."""
     rows = [(key, EXTRA_ROWS[key]) for key in EXTRA_ROWS if isinstance(metrics.get(key), dict)]
-    budget = metrics.get("baselines_budget")
     for key in sorted(key for key in metrics if key.startswith("baseline_") and isinstance(metrics[key], dict)):
-        label = f"baseline {key.removeprefix('baseline_')}" + (f" ({budget} budget)" if budget else "")
-        rows.append((key, ("after", label)))
+        rows.append((key, ("after", f"baseline {key.removeprefix('baseline_')}")))
     return rows
 
 
@@ -112,4 +119,6 @@ def savings_line(metrics: dict) -> str:
     inference = metrics.get("inference_tokens") or {}
     if isinstance(inference.get("ratio"), (int, float)):
         line += f"; prompt + output: {inference['ratio']:.2f}× fewer"
+    if metrics.get("baselines_budget"):
+        line += f"; baselines trained with the {metrics['baselines_budget']} step budget"
     return line

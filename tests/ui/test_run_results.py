@@ -109,12 +109,13 @@ async def test_results_table_shows_baselines_and_the_kept_skill(project_dir):
         await pilot.pause()
         table = app.screen.query_one("#results-metrics")
         scdir = table.get_row("baseline_scdir/exact_match")
-        assert str(scdir[0]) == "exact_match · baseline scdir (paper budget)"
+        assert str(scdir[0]) == "exact_match · baseline scdir"
         assert scdir[1:4] == ["0.750", "0.250", "0.375"]
         assert str(scdir[4]) == "+0.125" and str(scdir[5]) == "-0.375"
         assert table.get_row("baseline_sc+dir/exact_match")[3] == "0.125"
         kept = table.get_row("student_after_teacher_template/exact_match")
-        assert kept[3] == "0.000" and str(kept[4]) == "-0.250"
+        assert kept[2:4] == ["–", "0.000"] and str(kept[4]) == "–" and str(kept[5]) == "-0.750"
+        assert "baselines trained with the paper step budget" in text_of(app, "#results-savings")
 
 
 def test_inline_diff_marks_changes():
