@@ -30,10 +30,10 @@ def _delta(value: float | None, lower_is_better: bool = False) -> Text:
     return Text(f"{value:+.3f}", style=style)
 
 
-def _gap(later, earlier) -> Text:
+def _gap(later, earlier, lower_is_better: bool = False) -> Text:
     """`later - earlier` as a Δ cell, "–" unless both are numbers."""
     numeric = all(isinstance(v, (int, float)) for v in (later, earlier))
-    return _delta(later - earlier if numeric else None)
+    return _delta(later - earlier if numeric else None, lower_is_better)
 
 
 class MetricsTable(DataTable):
@@ -73,17 +73,13 @@ the same prompt before distillation), and an ensemble's mean single teacher.
                     names.append(name)
         for name in names:
             teacher, before, after = (metrics.get(role, {}).get(name) for role in ROLES)
-            numeric = all(isinstance(v, (int, float)) for v in (before, after))
-            self.add_row(name, _cell(teacher), _cell(before), _cell(after),
-                         _delta(after - before if numeric else None),
-                         _delta(after - teacher if numeric and isinstance(teacher, (int, float)) else None),
-                         key=name)
+            self.add_row(name, _cell(teacher), _cell(before), _cell(after), _gap(after, before),
+                         _gap(after, teacher if isinstance(before, (int, float)) else None), key=name)
         kl = metrics.get("answer_kl") or {}
         if kl:
             before, after = kl.get("before"), kl.get("after")
-            numeric = isinstance(before, (int, float)) and isinstance(after, (int, float))
             self.add_row("answer KL (↓)", "–", _cell(before), _cell(after),
-                         _delta(after - before if numeric else None, lower_is_better=True), "–", key="answer_kl")
+                         _gap(after, before, lower_is_better=True), "–", key="answer_kl")
         for row, (column, label) in extra_rows(metrics):
             for name, value in (metrics.get(row) or {}).items():
                 teacher, before = (metrics.get(role, {}).get(name) for role in ROLES[:2])
