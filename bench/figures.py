@@ -57,7 +57,7 @@ class Sizes:
 # --- (a) teacher pass with a long shared prefix -------------------------------------
 
 def teacher_pass(sizes: Sizes) -> dict:
-    from engine.generation import encode_shared_prefix, generate_all, generate_batch
+    from engine.teacher.generation import encode_shared_prefix, generate_all, generate_batch
 
     model = random_llama(sizes.teacher_vocab, sizes.teacher_hidden, sizes.teacher_layers, 4,
                          sizes.prefix_tokens + sizes.input_tokens + sizes.new_tokens + 8)
@@ -129,7 +129,7 @@ def byte_level_tokenizer(vocab_size: int):
 
 
 def alignment(sizes: Sizes) -> dict:
-    from engine.extractors import _bounds_by_prefix_decoding, token_char_bounds, token_char_offsets
+    from engine.teacher.extractors import _bounds_by_prefix_decoding, token_char_bounds, token_char_offsets
 
     tokenizer = byte_level_tokenizer(sizes.alignment_vocab)
     # Every byte on its own too, so multi-byte characters are split over tokens.
@@ -154,7 +154,7 @@ def alignment(sizes: Sizes) -> dict:
 
 def _step_batch(sizes: Sizes):
     """Right-padded rows of different prompt lengths, each ending in `step_answer` answer tokens."""
-    from engine.losses import SparseTargets, pad_labels
+    from engine.training.losses import SparseTargets, pad_labels
 
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(1, sizes.step_vocab, (sizes.step_batch, sizes.step_seq), generator=generator)
@@ -173,8 +173,8 @@ def _step_batch(sizes: Sizes):
 
 
 def _step_functions(model, sizes: Sizes) -> dict:
-    from engine.losses import soft_cross_entropy
-    from engine.student_forward import answer_cross_entropy
+    from engine.training.losses import soft_cross_entropy
+    from engine.training.student_forward import answer_cross_entropy
 
     input_ids, attention_mask, targets = _step_batch(sizes)
     labels = input_ids.masked_fill(attention_mask == 0, -100)
@@ -222,7 +222,7 @@ def distillation_step(sizes: Sizes) -> dict:
 
 def label_bytes(sizes: Sizes) -> dict:
     """Bytes per answer token as the teacher cache stores them (int32 ids, fp16 probs, int64 offsets)."""
-    from engine.teacher import sparse_labels
+    from engine.teacher.teacher import sparse_labels
 
     model = random_llama(sizes.label_vocab, 64, 1, 4, sizes.label_positions + 1)
     input_ids = torch.randint(1, sizes.label_vocab, (1, sizes.label_positions), generator=torch.Generator().manual_seed(0))
@@ -258,10 +258,10 @@ def _timed(function) -> float:
 
 
 def training_throughput(sizes: Sizes) -> dict:
-    from engine.config import ModelConfig
-    from engine.losses import SparseTargets
+    from engine.project.config import ModelConfig
+    from engine.training.losses import SparseTargets
     from engine.models import load_model
-    from engine.student_forward import answer_cross_entropy
+    from engine.training.student_forward import answer_cross_entropy
 
     model, _ = load_model(ModelConfig(name="toy-base", dtype="float32", device="cpu"))
     model.train()

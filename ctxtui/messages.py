@@ -34,7 +34,7 @@ class PromptTokensCounted(Message):
 
 @dataclass
 class EnsemblePromptsRendered(Message):
-    """The K teacher prompts of an ensemble for the previewed input (engine.teacher.teacher_prompts)."""
+    """The K teacher prompts of an ensemble for the previewed input (engine.teacher.teacher.teacher_prompts)."""
 
     generation: int
     prompts: list[str]
@@ -72,7 +72,7 @@ class PreviewFailed(Message):
 @dataclass
 class RunProgressed(Message):
     run_dir: Path
-    state: Any  # engine.events.RunState (a copy owned by the receiver)
+    state: Any  # engine.runs.events.RunState (a copy owned by the receiver)
     alive: bool
 
     def can_replace(self, message: Message) -> bool:

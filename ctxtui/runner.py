@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import engine
-from engine.events import RunState, read_events
+from engine.runs.events import RunState, read_events
 
 ENGINE_ROOT = Path(engine.__file__).resolve().parent.parent
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import random
 
-from engine.config import Project
+from engine.project.config import Project
 from engine.errors import ConfigError, EngineError
-from engine.evaluate import load_metric, metric_value, references_for
-from engine.templates import render_prompts
-from engine.usercode import load_callable
+from engine.evaluation.evaluate import load_metric, metric_value, references_for
+from engine.project.templates import render_prompts
+from engine.project.usercode import load_callable
 
 # {operation name: (distillation inputs, held-out inputs)}, as engine.run.load_all_inputs returns them.
 Inputs = dict[str, tuple[list[dict], list[dict]]]
@@ -34,7 +34,7 @@ def preflight(project: Project, inputs: Inputs | None = None) -> None:
 
 def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[str]:
     from engine.models import precision_problems, resolve_device
-    from engine.trackers import tracker_problems
+    from engine.runs.trackers import tracker_problems
 
     problems = []
     try:
@@ -111,7 +111,7 @@ def project_warnings(project: Project) -> list[str]:
 
 def check_project(project: Project) -> str:
     """`ctxdistill check`: draw the inputs and run the start-up checks, without any model; a summary line per operation."""
-    from engine.sources import load_inputs
+    from engine.project.sources import load_inputs
 
     inputs: Inputs = {}
     lines = []

@@ -107,7 +107,7 @@ def positive_int(text: str) -> int:
 
 def command_check(args) -> int:
     from engine.checks import check_project
-    from engine.config import load_project
+    from engine.project.config import load_project
 
     print(check_project(load_project(args.project_dir or default_project())))
     return 0
@@ -118,8 +118,8 @@ def default_project() -> Path:
 
 
 def command_run(args) -> int:
-    from engine.config import load_project
-    from engine.resume import project_for_resume
+    from engine.project.config import load_project
+    from engine.runs.resume import project_for_resume
     from engine.run import new_run_dir, run
 
     if args.resume:
@@ -130,7 +130,7 @@ def command_run(args) -> int:
     else:
         project = load_project(args.project_dir or default_project())
         run_dir = args.run_dir or new_run_dir(project)
-    from engine.processes import process_state, shared
+    from engine.runs.processes import process_state, shared
 
     state = process_state(project.model.device)
     run_dir = shared(state, run_dir)  # one folder for all processes: the main process's choice
@@ -157,7 +157,7 @@ def command_eval(args) -> int:
 
 
 def command_preview(args) -> int:
-    from engine.config import load_project
+    from engine.project.config import load_project
     from engine.preview import preview
 
     project = load_project(args.project_dir or default_project())
@@ -186,7 +186,7 @@ def _print_preview(items) -> None:
 
 
 def command_init(args) -> int:
-    from engine.scaffold import create_project
+    from engine.project.scaffold import create_project
 
     folder = create_project(args.project_dir, args.template)
     print(f"created {folder / 'project.toml'} and {folder / 'tasks.py'} ({args.template})\n"

@@ -4,7 +4,7 @@ Safetensors only and no remote code unless the project says so: a project
 file should never be able to run code you did not write. A hub id is read from
 the local Hugging Face cache only (`huggingface-cli download <id>` fills it), so
 no command ever waits on a network. A LoRA student (an adapter folder, see
-engine/lora.py) loads as its base with the adapter merged in.
+engine/training/lora.py) loads as its base with the adapter merged in.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.config import ModelConfig
+from engine.project.config import ModelConfig
 from engine.errors import EngineError, TemplateError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -141,7 +141,7 @@ def load_tokenizer(config: ModelConfig, project_dir: Path | None = None):
     # Batched generation continues each prompt from its last token: pad on the left.
     tokenizer.padding_side = "left"
     if config.chat_template:
-        from engine.templates import require_chat_template
+        from engine.project.templates import require_chat_template
 
         try:
             require_chat_template(tokenizer)
@@ -155,7 +155,7 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     """(model in eval mode on its device, tokenizer). `path` overrides the config's model (a saved student).
 
     An adapter folder (a LoRA student) loads as its base with the adapter merged in
-    (engine/lora.py); with `model.chat_template` the template's end-of-turn token
+    (engine/training/lora.py); with `model.chat_template` the template's end-of-turn token
     also ends generation.
     """
     from transformers.utils import logging as transformers_logging
@@ -177,7 +177,7 @@ def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, devi
     """The model `name` names (toy-base, a folder, a cached hub id, or an adapter folder, merged onto its base)."""
     from transformers import AutoModelForCausalLM
 
-    from engine import lora
+    from engine.training import lora
 
     source = local_source(config.name, resolve_model_path(name, project_dir))
     if lora.is_adapter_folder(Path(source)):
@@ -205,7 +205,7 @@ def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, devi
 def stop_at_end_of_turn(model, tokenizer) -> None:
     """Add the chat template's end-of-turn token to the tokens that end generation (a base
     tokenizer's EOS is often `<|endoftext|>` while the chat turn ends with `<|im_end|>`)."""
-    from engine.templates import end_of_turn_id
+    from engine.project.templates import end_of_turn_id
 
     end = end_of_turn_id(tokenizer)
     if end is None:
@@ -243,7 +243,7 @@ def precision_problems(project) -> list[str]:
 
 def model_problems(project, model) -> str | None:
     """What cannot work with this loaded model here: half precision the device lacks, LoRA targets it lacks."""
-    from engine import lora
+    from engine.training import lora
 
     mixed = project.distill.mixed_precision
     problem = precision_problem(mixed, model.device, "distill.mixed_precision") if mixed in ("bf16", "fp16") else None

@@ -12,12 +12,12 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine.config import Project
-from engine.evaluate import decode
-from engine.extractors import ExtractedAnswer, Extractor, direct_answer
+from engine.project.config import Project
+from engine.evaluation.evaluate import decode
+from engine.teacher.extractors import ExtractedAnswer, Extractor, direct_answer
 from engine.models import load_model
-from engine.sources import sample_inputs
-from engine.teacher import student_prompt, teacher_prompt, teacher_prompts
+from engine.project.sources import sample_inputs
+from engine.teacher.teacher import student_prompt, teacher_prompt, teacher_prompts
 
 
 @dataclass

@@ -8,7 +8,7 @@ teacher is the base model, or the previous student (recursive). After every
 stage, every operation seen so far is evaluated, so the run shows what a later
 stage overwrote.
 
-Everything lands in one run folder (engine/layout.py says where), which is the
+Everything lands in one run folder (engine/runs/layout.py says where), which is the
 whole truth about the run. This module holds the only loop over stages.
 """
 
@@ -23,23 +23,23 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine import atomic
-from engine.config import Project, Stage, project_to_toml
-from engine.data import build_examples
+from engine.runs import atomic
+from engine.project.config import Project, Stage, project_to_toml
+from engine.training.data import build_examples
 from engine.checks import preflight, project_warnings
 from engine.errors import EngineError, MetricError, StopRequested
-from engine.events import EventWriter
-from engine.extractors import Extractor
-from engine.layout import RunLayout, is_saved_model, publish_student
+from engine.runs.events import EventWriter
+from engine.teacher.extractors import Extractor
+from engine.runs.layout import RunLayout, is_saved_model, publish_student
 from engine.models import load_model, load_tokenizer
-from engine.processes import any_process, gathered, process_state, shared, whoami
-from engine.resume import project_for_resume
-from engine.sources import load_inputs
-from engine.stage_eval import evaluate_stage, overwrite_matrix
-from engine.teacher import teacher_pass
+from engine.runs.processes import any_process, gathered, process_state, shared, whoami
+from engine.runs.resume import project_for_resume
+from engine.project.sources import load_inputs
+from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
+from engine.teacher.teacher import teacher_pass
 from engine.threads import configure_threads
-from engine.trackers import Trackers
-from engine.train import STOP_FILE, StopSignal, train
+from engine.runs.trackers import Trackers
+from engine.training.train import STOP_FILE, StopSignal, train
 
 RUN_FILES = ("project.toml", "events.jsonl", "teacher", "checkpoints", "student", "metrics.json", "samples.jsonl")
 
@@ -154,7 +154,7 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
               weights=[project.operation(name).weight for name in stage.operations])
     baselines = {}
     if project.baselines.methods:
-        from engine.baselines import train_baselines
+        from engine.evaluation.baselines import train_baselines
 
         view = project.for_operation(stage.operations[0], stage)
         baselines = train_baselines(view, layout.run_dir, tokenizer, records[stage.operations[0]],
@@ -230,7 +230,7 @@ def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, di
 def reevaluate(run_dir: Path, listeners=()) -> dict:
     """`ctxdistill eval RUN_DIR`: score a run's saved students again on its held-out inputs.
 
-    Takes safe corrections from the current project file (engine/resume.py), e.g. a fixed metric.
+    Takes safe corrections from the current project file (engine/runs/resume.py), e.g. a fixed metric.
     """
     project, _ = project_for_resume(run_dir)
     layout = RunLayout.of(project, run_dir)

@@ -217,7 +217,7 @@ class AuthorScreen(Screen):
             student=dataclasses.replace(project.student, template=editors["student"].text))
 
     def render_prompts(self, editors: dict[str, TemplateEditor]) -> None:
-        from engine.templates import render
+        from engine.project.templates import render
 
         prompts = {}
         project = self.preview_project()
@@ -271,7 +271,7 @@ class AuthorScreen(Screen):
     def load_inputs(self, project) -> None:
         try:
             with HEAVY_IMPORTS:
-                from engine.sources import sample_inputs
+                from engine.project.sources import sample_inputs
 
                 if project.inputs.source != "fewshot":
                     inputs = sample_inputs(project, SAMPLE_COUNT)

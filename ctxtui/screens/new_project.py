@@ -1,4 +1,4 @@
-"""New project: a folder and a template, written by `engine.scaffold` (as `ctxdistill init`)."""
+"""New project: a folder and a template, written by `engine.project.scaffold` (as `ctxdistill init`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
 from engine.errors import EngineError
-from engine.scaffold import DESCRIPTIONS, TEMPLATES, create_project
+from engine.project.scaffold import DESCRIPTIONS, TEMPLATES, create_project
 
 
 class NewProjectScreen(ModalScreen[Path | None]):

@@ -25,7 +25,7 @@ from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.line_chart import LineChart
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.stage_matrix import StageMatrix
-from engine.events import EventTail
+from engine.runs.events import EventTail
 
 POLL_S = 0.2
 LOG_KEEP = 2000  # lines the log pane keeps

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import project_from_toml_text
-from engine.data import build_examples, collate
-from engine.extractors import ExtractedAnswer, Extractor, answer_token_span, token_char_bounds, token_char_offsets
-from engine.teacher import TeacherRecord
+from engine.project.config import project_from_toml_text
+from engine.training.data import build_examples, collate
+from engine.teacher.extractors import ExtractedAnswer, Extractor, answer_token_span, token_char_bounds, token_char_offsets
+from engine.teacher.teacher import TeacherRecord
 
 PROJECT = '''
 [model]
@@ -174,7 +174,7 @@ def one_token_per_byte(tokenizer, text: str) -> list[int]:
 
 
 def _byte_token(tokenizer, byte: int) -> int:
-    from engine.extractors import _byte_level_alphabet
+    from engine.teacher.extractors import _byte_level_alphabet
 
     character = next(c for c, b in _byte_level_alphabet().items() if b == byte)
     return tokenizer.convert_tokens_to_ids(character)
@@ -248,7 +248,7 @@ def test_answer_starting_inside_a_token_and_on_a_split_character(bpe_tokenizer):
 
 def test_every_method_agrees_with_prefix_decoding(bpe_tokenizer):
     """The window method (for tokenizers without byte pieces) and the byte method, on the same ids."""
-    from engine.extractors import (_bounds_by_incremental_utf8, _bounds_by_window_decoding, _bounds_from_bytes,
+    from engine.teacher.extractors import (_bounds_by_incremental_utf8, _bounds_by_window_decoding, _bounds_from_bytes,
                                    _byte_pieces)
 
     for text in TEXTS:

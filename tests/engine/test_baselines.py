@@ -1,4 +1,4 @@
-"""The supervised baselines' targets (engine/baselines.py): a chat model's end with the end-of-turn token."""
+"""The supervised baselines' targets (engine/evaluation/baselines.py): a chat model's end with the end-of-turn token."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.baselines import direct_examples, scratchpad_examples
-from engine.config import load_project
-from engine.extractors import Extractor
-from engine.teacher import TeacherRecord, student_prompt, teacher_prompt
-from engine.templates import end_of_turn_id
+from engine.evaluation.baselines import direct_examples, scratchpad_examples
+from engine.project.config import load_project
+from engine.teacher.extractors import Extractor
+from engine.teacher.teacher import TeacherRecord, student_prompt, teacher_prompt
+from engine.project.templates import end_of_turn_id
 
 from chat_fixtures import STYLES, build_chat_tokenizer
 from engine_fixtures import write_project
@@ -52,8 +52,8 @@ def test_a_chat_baseline_learns_to_end_its_turn(tmp_path, char_model_dir, style)
 
 
 def test_the_examples_baseline_trains_on_the_teachers_worked_examples_under_the_student_template(tmp_path, char_model_dir):
-    from engine.baselines import worked_examples
-    from engine.config import project_from_toml_text
+    from engine.evaluation.baselines import worked_examples
+    from engine.project.config import project_from_toml_text
     from engine.models import load_tokenizer
 
     folder = write_project(tmp_path / "p", char_model_dir)

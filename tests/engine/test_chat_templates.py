@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.config import ConfigError, ModelConfig, load_project
+from engine.project.config import ConfigError, ModelConfig, load_project
 from engine.errors import EngineError
-from engine.extractors import Extractor
+from engine.teacher.extractors import Extractor
 from engine.models import load_model, load_tokenizer
-from engine.teacher import TeacherRecord, cache_key, student_prompt, teacher_prompt
-from engine.templates import adds_bos, apply_chat_template, end_of_turn_id
+from engine.teacher.teacher import TeacherRecord, cache_key, student_prompt, teacher_prompt
+from engine.project.templates import adds_bos, apply_chat_template, end_of_turn_id
 
 from chat_fixtures import STYLES, build_chat_model_dir, build_chat_tokenizer
 from engine_fixtures import write_project
@@ -126,7 +126,7 @@ def test_the_teacher_system_message_is_part_of_the_cache_key(tmp_path, chat_mode
 
 
 def test_a_prompt_over_the_context_window_after_the_template_is_an_error(tmp_path, style):
-    from engine.generation import generate_all
+    from engine.teacher.generation import generate_all
 
     model_dir = build_chat_model_dir(tmp_path / "small", style, max_positions=80)
     project = load_project(chat_project(tmp_path / "p", model_dir))
@@ -148,7 +148,7 @@ def record_for(tokenizer, project, example: dict, output_ids: list[int]) -> Teac
 
 
 def test_the_student_learns_the_teachers_ids_and_the_end_of_turn(tmp_path, chat_model_dir, style):
-    from engine.data import build_examples, collate
+    from engine.training.data import build_examples, collate
 
     project = load_project(chat_project(tmp_path / "p", chat_model_dir))
     tokenizer = load_tokenizer(project.model, project.dir)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.cli import main
-from engine.config import field_help, load_project, project_from_toml_text
+from engine.project.config import field_help, load_project, project_from_toml_text
 from engine.errors import ConfigError, TemplateError
-from engine.templates import render, render_prompts
+from engine.project.templates import render, render_prompts
 
 GOOD = '''
 name = "good"
@@ -155,7 +155,7 @@ def test_cli_bad_project_subprocess_has_no_traceback(tmp_path):
 def test_chat_template_wraps_prompts(bpe_tokenizer):
     from copy import deepcopy
 
-    from engine.templates import apply_chat_template
+    from engine.project.templates import apply_chat_template
 
     tokenizer = deepcopy(bpe_tokenizer)
     tokenizer.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}"
@@ -165,7 +165,7 @@ def test_chat_template_wraps_prompts(bpe_tokenizer):
 
 def test_chat_template_on_a_tokenizer_without_one_is_a_clear_error(bpe_tokenizer):
     from engine.errors import EngineError
-    from engine.templates import apply_chat_template
+    from engine.project.templates import apply_chat_template
 
     assert bpe_tokenizer.chat_template is None
     with pytest.raises(EngineError, match="`model.chat_template` = true.*no chat template"):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from engine.events import EventTail, EventWriter, fold_events, read_events
+from engine.runs.events import EventTail, EventWriter, fold_events, read_events
 
 
 def test_writer_appends_flushed_lines_and_tail_skips_a_half_written_one(tmp_path):

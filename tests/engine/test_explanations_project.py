@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.config import load_project
-from engine.sources import load_inputs
-from engine.templates import render_prompts
+from engine.project.config import load_project
+from engine.project.sources import load_inputs
+from engine.project.templates import render_prompts
 
 from chat_fixtures import build_chat_model_dir, run_on_tiny_model
 

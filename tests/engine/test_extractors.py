@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ExtractConfig
+from engine.project.config import ExtractConfig
 from engine.errors import EngineError
-from engine.extractors import Extractor, answer_token_span, direct_answer, token_char_offsets
+from engine.teacher.extractors import Extractor, answer_token_span, direct_answer, token_char_offsets
 
 TASKS = '''
 def final_number(text):

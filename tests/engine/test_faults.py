@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.config import load_project
-from engine.events import read_events
+from engine.project.config import load_project
+from engine.runs.events import read_events
 from engine.run import new_run_dir, run
-from engine.teacher import load_cache
-from engine.train import STOP_FILE
+from engine.teacher.teacher import load_cache
+from engine.training.train import STOP_FILE
 
 from engine_fixtures import write_project
 
@@ -202,22 +202,22 @@ def test_a_runs_path_under_a_file_is_a_clear_error(tmp_path, char_model_dir, cap
 def test_a_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, char_model_dir, uninterrupted, capsys, monkeypatch):
     import errno
 
-    import engine.train
+    import engine.training.train
 
     project = project_with_small_batches(tmp_path / "p", char_model_dir)
     run_dir = tmp_path / "full"
-    original = engine.train.save_checkpoint
+    original = engine.training.train.save_checkpoint
 
     def disk_full_at_step_four(accelerator, checkpoints_dir, step, events):
         if step == 4:
             raise OSError(errno.ENOSPC, "No space left on device", str(checkpoints_dir / "step-4"))
         return original(accelerator, checkpoints_dir, step, events)
 
-    monkeypatch.setattr(engine.train, "save_checkpoint", disk_full_at_step_four)
+    monkeypatch.setattr(engine.training.train, "save_checkpoint", disk_full_at_step_four)
     assert main(["run", str(project), "--run-dir", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the disk is full writing") and "Traceback" not in err
     assert f"ctxdistill run --resume {run_dir}" in err
-    monkeypatch.setattr(engine.train, "save_checkpoint", original)  # space freed
+    monkeypatch.setattr(engine.training.train, "save_checkpoint", original)  # space freed
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
     same_metrics(run_dir, uninterrupted)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig
-from engine.generation import check_fits, cut_output, generate_batch
+from engine.project.config import ModelConfig
+from engine.teacher.generation import check_fits, cut_output, generate_batch
 from engine.errors import EngineError
 from engine.models import load_model
 
@@ -87,7 +87,7 @@ def label_function(kind: str, generators: list[torch.Generator]):
     Each output draws its `sampled` labels from its own generator, so its labels do not depend
     on which rows share its batch or how long they run.
     """
-    from engine.teacher import sparse_labels
+    from engine.teacher.teacher import sparse_labels
 
     def on_step(logits: torch.Tensor) -> list:
         return [sparse_labels(logits[row: row + 1], [0], kind, 16, 3, generators[row]) for row in range(len(logits))]
@@ -104,7 +104,7 @@ def test_labels_taken_step_by_step_equal_labels_from_kept_logits(model_and_token
     torch.manual_seed(5)
     stepwise = generate_batch(model, tokenizer, prompt_ids, on_step=label_function(kind, [
         torch.Generator().manual_seed(100 + row) for row in range(len(prompt_ids))]), **options)
-    from engine.teacher import sparse_labels
+    from engine.teacher.teacher import sparse_labels
 
     for row, (kept, streamed) in enumerate(zip(with_logits, stepwise)):
         assert streamed.output_ids == kept.output_ids and streamed.logits is None  # same tokens, no dense logits
@@ -127,7 +127,7 @@ def test_step_function_sees_the_raw_logits_keep_logits_keeps(model_and_tokenizer
 
 
 def test_generate_all_tells_on_step_which_inputs_the_rows_are(model_and_tokenizer):
-    from engine.generation import generate_all
+    from engine.teacher.generation import generate_all
 
     model, tokenizer = model_and_tokenizer
     prompts = ["Input: abcdefgh\nOutput: ", "Input: a\nOutput: ", "Input: abc\nOutput: "]  # sorted by length: 1, 2, 0

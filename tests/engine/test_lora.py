@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.config import LoraSettings, ModelConfig, load_project
+from engine.project.config import LoraSettings, ModelConfig, load_project
 from engine.errors import ConfigError, EngineError
 from engine.models import load_model
 
@@ -183,9 +183,9 @@ def test_gradient_checkpointing_trains_the_same_student(tmp_path, char_model_dir
 def test_a_checkpoint_holds_the_adapter_only_and_a_resume_continues_from_it(tmp_path, char_model_dir):
     from safetensors import safe_open
 
-    from engine.events import read_events
+    from engine.runs.events import read_events
     from engine.run import new_run_dir, run
-    from engine.train import STOP_FILE
+    from engine.training.train import STOP_FILE
 
     uninterrupted = lora_project(tmp_path / "whole", char_model_dir, max_steps=4)
     assert main(["run", str(uninterrupted), "--quiet"]) == 0
@@ -221,9 +221,9 @@ def test_a_damaged_adapter_checkpoint_is_not_loaded(tmp_path, char_model_dir):
     """Loading is not strict (the base is not in the file), so a checkpoint missing adapter tensors is refused."""
     from safetensors.torch import load_file, save_file
 
-    from engine.events import read_events
+    from engine.runs.events import read_events
     from engine.run import new_run_dir, run
-    from engine.train import STOP_FILE
+    from engine.training.train import STOP_FILE
 
     project = load_project(lora_project(tmp_path / "damaged", char_model_dir, max_steps=3))
     run_dir = new_run_dir(project)

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from engine.config import Project
-from engine.evaluate import normalize_answer, rouge_l, score, student_answer
+from engine.project.config import Project
+from engine.evaluation.evaluate import normalize_answer, rouge_l, score, student_answer
 
 
 def project_with(metrics: list[str], **extract) -> Project:

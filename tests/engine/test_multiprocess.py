@@ -20,8 +20,8 @@ import pytest
 
 from ctxtui.runner import build_command
 from engine.cli import main
-from engine.events import read_events
-from engine.train import STOP_FILE
+from engine.runs.events import read_events
+from engine.training.train import STOP_FILE
 
 from engine_fixtures import CONTEXT, write_project
 
@@ -32,7 +32,7 @@ LAUNCH_TIMEOUT = 180
 def project_for(folder: Path, model: Path, per_process_batch: int) -> Path:
     """8 inputs in teacher batches of 2 (four batches to split); 2 micro-batches per step (no_sync on the first).
 
-    One process with batch 4 and two with batch 2 see the same global batches (engine/batches.py).
+    One process with batch 4 and two with batch 2 see the same global batches (engine/training/batches.py).
     """
     project = write_project(folder, model, count=8, eval_count=4, max_steps=6, labels="sampled",
                             learning_rate=3e-3, teacher=CONTEXT + "\nInput: {{ input }}\nOutput: ",

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.batches import BatchPlan, batch_shares
+from engine.training.batches import BatchPlan, batch_shares
 from engine.cli import main
-from engine.config import load_project, project_from_toml_text, project_to_toml
+from engine.project.config import load_project, project_from_toml_text, project_to_toml
 from engine.errors import ConfigError
-from engine.events import read_events
-from engine.losses import SparseTargets, soft_cross_entropy
-from engine.train import STOP_FILE
+from engine.runs.events import read_events
+from engine.training.losses import SparseTargets, soft_cross_entropy
+from engine.training.train import STOP_FILE
 
 from engine_fixtures import write_project
 
@@ -133,7 +133,7 @@ def test_a_bad_project_writes_no_run_folder(tmp_path, char_model_dir, capsys):
 def test_an_ensemble_whose_prompts_do_not_differ_is_an_error(tmp_path, char_model_dir):
     from engine.errors import EngineError
     from engine.models import load_tokenizer
-    from engine.teacher import teacher_prompts
+    from engine.teacher.teacher import teacher_prompts
 
     folder = combined_project(tmp_path / "p", char_model_dir, '''
 [[operations]]
@@ -214,7 +214,7 @@ template = """{% for ex in examples | sample(2) %}{{ ex }}
 
 def test_ensemble_labels_are_the_average_of_the_renderings_distributions(tmp_path, char_model_dir):
     from engine.models import load_model
-    from engine.teacher import run_teacher, teacher_prompts
+    from engine.teacher.teacher import run_teacher, teacher_prompts
 
     folder = combined_project(tmp_path / "ens", char_model_dir, ENSEMBLE, labels="topk")
     project = load_project(folder).for_operation("ens")
@@ -243,9 +243,9 @@ def test_ensemble_labels_are_the_average_of_the_renderings_distributions(tmp_pat
 def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, capsys):
     import json
 
-    from engine.evaluate import decode
+    from engine.evaluation.evaluate import decode
     from engine.models import load_model
-    from engine.stage_eval import _score
+    from engine.evaluation.stage_eval import _score
 
     folder = combined_project(tmp_path / "ens", char_model_dir, ENSEMBLE, max_steps=2)
     assert main(["run", str(folder)]) == 0
@@ -257,7 +257,7 @@ def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, ca
     # Each single score is that prompt's own greedy decode, re-scored here independently.
     project = load_project(folder).for_operation("ens")
     model, tokenizer = load_model(project.model, project.dir)
-    from engine.sources import load_inputs
+    from engine.project.sources import load_inputs
     held_out = load_inputs(project)[1]
     references = [example.get("label") for example in held_out]
     for rendering in (1, 2):
@@ -268,7 +268,7 @@ def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, ca
 
 
 def test_the_sample_filter_is_reproducible_per_input_and_rendering(tmp_path, char_model_dir):
-    from engine.templates import render_teacher
+    from engine.project.templates import render_teacher
 
     folder = combined_project(tmp_path / "p", char_model_dir, '''
 [[operations]]
@@ -343,17 +343,17 @@ def test_every_event_names_its_stage_and_operation(two_stage_run):
 def test_the_second_stage_starts_from_the_first_students_weights(tmp_path, char_model_dir, monkeypatch):
     from safetensors.torch import load_file
 
-    import engine.train
+    import engine.training.train
 
     starts = []
-    original = engine.train.load_model
+    original = engine.training.train.load_model
 
     def recording(config, project_dir=None, path=None, **kwargs):
         model, tokenizer = original(config, project_dir, path=path, **kwargs)
         starts.append((path, {name: tensor.clone() for name, tensor in model.state_dict().items()}))
         return model, tokenizer
 
-    monkeypatch.setattr(engine.train, "load_model", recording)
+    monkeypatch.setattr(engine.training.train, "load_model", recording)
     folder = combined_project(tmp_path / "seq", char_model_dir, TWO_STAGES.format(teacher="base"), max_steps=2)
     assert main(["run", str(folder), "--quiet"]) == 0
     run_dir = only_run(folder)
@@ -446,7 +446,7 @@ def test_a_run_folder_written_before_operations_still_evaluates(tmp_path, char_m
     """A run folder as the engine wrote it before operations existed: no `vars`/`ensemble` keys, no scope in events."""
     import re
 
-    from engine.events import fold_events
+    from engine.runs.events import fold_events
 
     folder = write_project(tmp_path / "old", char_model_dir, max_steps=1, extract=IDENTITY_UNSTRIPPED)
     assert main(["run", str(folder), "--quiet"]) == 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig
-from engine.generation import generate_batch
+from engine.project.config import ModelConfig
+from engine.teacher.generation import generate_batch
 from engine.models import load_model
 
 
@@ -22,7 +22,7 @@ INPUTS = ["ab", "abcdefgh", "h", "cab", "ddd", "efgha"]
 
 
 def test_common_prefix_leaves_every_prompt_a_token():
-    from engine.generation import common_prefix_length
+    from engine.teacher.generation import common_prefix_length
 
     assert common_prefix_length([[1, 2, 3], [1, 2, 4, 5]]) == 2
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
@@ -32,7 +32,7 @@ def test_common_prefix_leaves_every_prompt_a_token():
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_reusing_the_shared_prefix_gives_the_same_outputs(model_and_tokenizer, temperature):
-    from engine.generation import encode_prompts, encode_shared_prefix, generate_all
+    from engine.teacher.generation import encode_prompts, encode_shared_prefix, generate_all
 
     model, tokenizer = model_and_tokenizer
     prompts = [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS]
@@ -48,7 +48,7 @@ def test_reusing_the_shared_prefix_gives_the_same_outputs(model_and_tokenizer, t
 
 
 def test_the_prefix_cache_is_not_changed_by_generating(model_and_tokenizer):
-    from engine.generation import encode_prompts, encode_shared_prefix
+    from engine.teacher.generation import encode_prompts, encode_shared_prefix
 
     model, tokenizer = model_and_tokenizer
     prompt_ids = encode_prompts(tokenizer, [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS[:2]])
@@ -61,7 +61,7 @@ def test_the_prefix_cache_is_not_changed_by_generating(model_and_tokenizer):
 
 
 def test_the_preallocated_and_the_copied_prefix_cache_give_the_same_outputs(model_and_tokenizer, monkeypatch):
-    import engine.generation as generation
+    import engine.teacher.generation as generation
 
     model, tokenizer = model_and_tokenizer
     prompt_ids = generation.encode_prompts(tokenizer, [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS[:3]])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.events import read_events
+from engine.runs.events import read_events
 
 from chat_fixtures import build_chat_model_dir
 from engine_fixtures import write_project

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.events import read_events
+from engine.runs.events import read_events
 from engine.run import RUN_FILES
-from engine.train import STOP_FILE
+from engine.training.train import STOP_FILE
 
 from engine_fixtures import write_project
 
@@ -163,7 +163,7 @@ def test_preview_prints_prompts_and_answers(tmp_path, char_model_dir, capsys):
 
 
 def test_stop_then_resume(tmp_path, char_model_dir, finished, capsys):
-    from engine.config import load_project
+    from engine.project.config import load_project
     from engine.run import new_run_dir, run
 
     project_dir = write_project(tmp_path / "resume", char_model_dir, max_steps=MAX_STEPS, extract=IDENTITY_UNSTRIPPED)
@@ -254,7 +254,7 @@ def test_bpe_gpt2_project_runs_end_to_end(tmp_path, bpe_model_dir):
 
 
 def test_engine_imports_without_textual():
-    code = ("import engine, engine.cli, engine.run, engine.train, engine.preview; import sys; "
+    code = ("import engine, engine.cli, engine.run, engine.training.train, engine.preview; import sys; "
             "bad = [m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m.startswith('ctxtui')]; "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.config import project_from_toml_text
+from engine.project.config import project_from_toml_text
 from engine.errors import EngineError
-from engine.sources import load_inputs, sample_inputs
+from engine.project.sources import load_inputs, sample_inputs
 
 from engine_fixtures import TASKS_PY
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.config import project_from_toml_text
+from engine.project.config import project_from_toml_text
 from engine.errors import EngineError, UserCodeError
-from engine.sources import _population_estimate, load_inputs
+from engine.project.sources import _population_estimate, load_inputs
 
 BASE = '''
 [inputs]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig
-from engine.losses import SparseTargets, pad_labels, soft_cross_entropy
+from engine.project.config import ModelConfig
+from engine.training.losses import SparseTargets, pad_labels, soft_cross_entropy
 from engine.models import load_model
-from engine.student_forward import answer_cross_entropy, answer_logits
+from engine.training.student_forward import answer_cross_entropy, answer_logits
 
 
 @pytest.fixture(params=["char", "bpe"])

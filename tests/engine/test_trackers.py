@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.config import load_project
+from engine.project.config import load_project
 from engine.errors import ConfigError
-from engine.events import read_events
-from engine.trackers import TRACKERS, TrackerSteps, Trackers, figures_of
+from engine.runs.events import read_events
+from engine.runs.trackers import TRACKERS, TrackerSteps, Trackers, figures_of
 
 from engine_fixtures import write_project
 

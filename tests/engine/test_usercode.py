@@ -7,13 +7,13 @@ import random
 import pytest
 
 from engine.checks import preflight, preflight_problems
-from engine.config import project_from_toml_text
+from engine.project.config import project_from_toml_text
 from engine.errors import ConfigError, EngineError, MetricError, UserCodeError
-from engine.evaluate import references_for, score
-from engine.extractors import Extractor
-from engine.config import ExtractConfig
+from engine.evaluation.evaluate import references_for, score
+from engine.teacher.extractors import Extractor
+from engine.project.config import ExtractConfig
 from engine.models import load_model, remote_code_warning, resolve_device
-from engine.usercode import load_callable, reference_problem
+from engine.project.usercode import load_callable, reference_problem
 
 PROJECT = '''
 [inputs]
@@ -210,7 +210,7 @@ def test_trust_remote_code_gets_a_warning(folder):
 
 
 def test_pickle_weights_are_refused(tmp_path):
-    from engine.config import ModelConfig
+    from engine.project.config import ModelConfig
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")

@@ -21,7 +21,7 @@ def engine_cli_problem() -> str | None:
         return "engine.cli is not there yet"
     try:
         import engine.cli  # noqa: F401
-        import engine.train  # noqa: F401
+        import engine.training.train  # noqa: F401
     except Exception as error:  # the engine is still being written
         return f"engine.cli does not import: {error}"
     return None

@@ -11,8 +11,8 @@ import pytest
 from conftest import write_project
 from ctxtui.app import CtxApp
 from ctxtui.screens.chooser import ChooserApp, find_projects
-from engine.config import load_project
-from engine.scaffold import TEMPLATES, create_project
+from engine.project.config import load_project
+from engine.project.scaffold import TEMPLATES, create_project
 from test_author import SIZE, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_every_init_template_is_a_valid_project(tmp_path, template):
     project = load_project(folder)
     assert project.name == "new-one"
     assert "#" in (folder / "project.toml").read_text()  # commented
-    from engine.sources import sample_inputs
+    from engine.project.sources import sample_inputs
 
     assert len(sample_inputs(project, 2)) == 2  # tasks.py runs as it is
 

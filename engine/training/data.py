@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from engine.errors import EngineError, ExtractionError
-from engine.extractors import Extractor, answer_token_span
-from engine.losses import SparseTargets, pad_labels
-from engine.teacher import TeacherRecord, student_prompt
+from engine.teacher.extractors import Extractor, answer_token_span
+from engine.training.losses import SparseTargets, pad_labels
+from engine.teacher.teacher import TeacherRecord, student_prompt
 
 
 @dataclass
@@ -67,7 +67,7 @@ def chat_end_of_turn(project, tokenizer) -> int | None:
     """The chat template's end-of-turn token id (`model.chat_template`), else None."""
     if not project.model.chat_template:
         return None
-    from engine.templates import end_of_turn_id
+    from engine.project.templates import end_of_turn_id
 
     return end_of_turn_id(tokenizer)
 

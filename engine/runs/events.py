@@ -43,7 +43,7 @@ class EventWriter:
 
     Only the main process of a distributed run writes (`enabled=False` elsewhere).
     Listeners (callables taking the event dict) see every event as it is written:
-    the CLI draws its progress bar from them. `trackers` (engine/trackers.py, the
+    the CLI draws its progress bar from them. `trackers` (engine/runs/trackers.py, the
     project's `distill.report_to`) get a copy of the figures and are closed with the writer.
     """
 
@@ -169,7 +169,7 @@ class RunState:
             if "cache" in event:
                 self.teacher_cache = event["cache"]
         elif kind == "train" and event.get("phase", "student") != "student":
-            pass  # a baseline's training (engine/baselines.py): not the student's curve
+            pass  # a baseline's training (engine/evaluation/baselines.py): not the student's curve
         elif kind in ("progress", "train"):
             self.step = event.get("step", self.step)
             self.total_steps = event.get("total_steps", self.total_steps)

@@ -16,9 +16,9 @@ import math
 import random
 from pathlib import Path
 
-from engine.config import Project, read_text
+from engine.project.config import Project, read_text
 from engine.errors import EngineError
-from engine.usercode import UserFunction, load_callable
+from engine.project.usercode import UserFunction, load_callable
 
 # Above this many wanted inputs, a python source is first asked for a probe of this size, and
 # a probe full of duplicates fails at once with an estimate, instead of drawing millions of

@@ -149,8 +149,8 @@ class Trackers:
 
     @classmethod
     def for_run(cls, project, run_dir: Path) -> "Trackers":
-        from engine.config import project_to_dict
-        from engine.events import read_events
+        from engine.project.config import project_to_dict
+        from engine.runs.events import read_events
 
         events_file = Path(run_dir) / "events.jsonl"
         return cls(project.distill.report_to, run_dir, project.name, _flat_config(project_to_dict(project)),

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.config import Project
-from engine.data import collate
+from engine.project.config import Project
+from engine.training.data import collate
 from engine.errors import EngineError, MetricError
-from engine.extractors import Extractor, answer_token_span
-from engine.generation import generate_all
-from engine.losses import dense_kl
-from engine.teacher import student_prompt, teacher_prompt
-from engine.usercode import load_callable
+from engine.teacher.extractors import Extractor, answer_token_span
+from engine.teacher.generation import generate_all
+from engine.training.losses import dense_kl
+from engine.teacher.teacher import student_prompt, teacher_prompt
+from engine.project.usercode import load_callable
 
 
 @dataclass
@@ -90,7 +90,7 @@ def keep_answer_logits(model, generated: list, decoded: list[Decoded], batch_siz
     Only the answer's rows: a real vocabulary makes whole outputs' logits gigabytes,
     so generation keeps none and the LM head runs at the answer positions only.
     """
-    from engine.student_forward import answer_logits
+    from engine.training.student_forward import answer_logits
 
     wanted = [index for index, d in enumerate(decoded) if d.span is not None and d.span[1] > d.span[0]]
     for first in range(0, len(wanted), batch_size):
@@ -231,8 +231,8 @@ def answer_kl(project: Project, student_model, tokenizer, inputs: list[dict], te
     `per_input`, if given, is filled with each input's mean over its answer tokens
     (None where the teacher gave no answer), for the per-sample view.
     """
-    from engine.student_forward import answer_logits
-    from engine.data import DistillExample
+    from engine.training.student_forward import answer_logits
+    from engine.training.data import DistillExample
 
     examples, teacher_rows, owners = [], [], []
     for index, (example, decoded) in enumerate(zip(inputs, teacher)):

@@ -1,6 +1,6 @@
 """`ctxdistill init DIR --template NAME`: a new project folder that runs as it is.
 
-Each template is a folder under `engine/scaffold_templates/` holding a commented
+Each template is a folder under `engine/project/scaffold_templates/` holding a commented
 `project.toml` and the `tasks.py` it names; `__NAME__` in the project file
 becomes the new folder's name. Nothing is ever overwritten.
 """

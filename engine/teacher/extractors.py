@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from engine.config import ExtractConfig
+from engine.project.config import ExtractConfig
 from engine.errors import EngineError
-from engine.usercode import load_callable
+from engine.project.usercode import load_callable
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def describe_exception(error: BaseException, project_dir: Path) -> str:
 
 def _relative(path: Path, project_dir: Path) -> str | None:
     """`path` relative to the project folder, or None when it is not in it (the engine, a library)."""
-    engine_dir = Path(__file__).resolve().parent
+    engine_dir = Path(__file__).resolve().parent.parent
     try:
         path = path.resolve()
     except OSError:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from engine.errors import EngineError
-from engine.extractors import token_char_bounds
+from engine.teacher.extractors import token_char_bounds
 from engine.models import context_window
 
 # on_step(logits) -> one value per row: logits are one step's raw (temperature 1) next-token

@@ -18,7 +18,7 @@ full step budget (appendix B.6: scdir trains twice as long in all);
 "equal-compute" gives scdir's two phases half each, the distillation's compute.
 
 With a chat model (`model.chat_template`) every target ends with the template's
-end-of-turn token, as the distilled student's do (engine/data.py), so a baseline
+end-of-turn token, as the distilled student's do (engine/training/data.py), so a baseline
 learns to close its turn too and the comparison stays fair.
 """
 
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from engine.data import DistillExample, chat_end_of_turn
-from engine.extractors import Extractor
-from engine.teacher import TeacherRecord, student_prompt
+from engine.training.data import DistillExample, chat_end_of_turn
+from engine.teacher.extractors import Extractor
+from engine.teacher.teacher import TeacherRecord, student_prompt
 
 
 def hard_example(prompt_ids: list[int], target_ids: list[int]) -> DistillExample:
@@ -77,7 +77,7 @@ def worked_examples(project, tokenizer) -> list[DistillExample]:
 
 def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> dict[str, str]:
     """Train each configured baseline; returns {name: saved model folder}."""
-    from engine.train import total_steps_for, train
+    from engine.training.train import total_steps_for, train
 
     def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
         # Baselines keep their checkpoints apart, so a resume never loads them into the student.

@@ -21,10 +21,10 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from pathlib import Path
 
-from engine import atomic
-from engine.config import Project, PROJECT_FILE, load_project, project_from_toml_text, project_to_dict, project_to_toml
+from engine.runs import atomic
+from engine.project.config import Project, PROJECT_FILE, load_project, project_from_toml_text, project_to_dict, project_to_toml
 from engine.errors import EngineError
-from engine.events import read_events
+from engine.runs.events import read_events
 
 SAFE_TO_CHANGE = ("description", "eval.*", "model.device", "model.threads", "*log_every", "*checkpoint_every",
                   "*vocab_chunk", "generate.batch_size")

@@ -129,7 +129,7 @@ def render_prompts(project, example: dict) -> tuple[str, str]:
 # A rendered template is the user turn and `system` the system message; the tokenizer's own
 # chat template joins them and opens the assistant turn, where generation starts. The
 # student learns the teacher's assistant-turn token ids, closed by the template's
-# end-of-turn token (engine/data.py), so the distilled model ends its turn as the chat
+# end-of-turn token (engine/training/data.py), so the distilled model ends its turn as the chat
 # model does.
 
 

@@ -18,10 +18,10 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from engine.config import Project
+from engine.project.config import Project
 from engine.errors import StopRequested
-from engine.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
-from engine.extractors import Extractor
+from engine.evaluation.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
+from engine.teacher.extractors import Extractor
 from engine.models import load_model
 
 def operations_so_far(project: Project, index: int) -> list[str]:

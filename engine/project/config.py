@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ConfigError, EngineError
-from engine.trackers import tracker_name_problems
+from engine.runs.trackers import tracker_name_problems
 
 PROJECT_FILE = "project.toml"
 
@@ -554,7 +554,7 @@ def validate(project: Project) -> list[str]:
 
 
 def _metric_problems(config: EvalConfig, owner: str) -> list[str]:
-    from engine.usercode import reference_problem
+    from engine.project.usercode import reference_problem
 
     problems = []
     for metric in config.metrics:
@@ -609,7 +609,7 @@ def _project_name_problems(name: str) -> list[str]:
 
 def _validate_operation(project: Project, operation: Operation) -> list[str]:
     """Each problem names the key where the user wrote it: the operation's own table, or the top level's it inherits."""
-    from engine.usercode import reference_problem
+    from engine.project.usercode import reference_problem
 
     def owner(part: str) -> str:
         return f"operations.{operation.name}." if getattr(operation, part) != getattr(project, part) else ""

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from engine.losses import SparseTargets, soft_cross_entropy, weighted_by_operation
+from engine.training.losses import SparseTargets, soft_cross_entropy, weighted_by_operation
 
 
 def output_head(model) -> torch.nn.Module:

@@ -21,8 +21,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.atomic import building_folder
-from engine.config import Project, Stage
+from engine.runs.atomic import building_folder
+from engine.project.config import Project, Stage
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class RunLayout:
 
 
 def is_saved_model(folder: Path) -> bool:
-    """A full model folder, or a LoRA student's adapter (engine/lora.py follows it back to its base)."""
+    """A full model folder, or a LoRA student's adapter (engine/training/lora.py follows it back to its base)."""
     return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
 
 

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from engine import atomic
-from engine.config import Project
+from engine.runs import atomic
+from engine.project.config import Project
 from engine.errors import EngineError, StopRequested
-from engine.generation import Generated, generate_all
-from engine.processes import any_process, gathered, shared, whoami
-from engine.templates import apply_chat_template, render_student, render_system, render_teacher
+from engine.teacher.generation import Generated, generate_all
+from engine.runs.processes import any_process, gathered, shared, whoami
+from engine.project.templates import apply_chat_template, render_student, render_system, render_teacher
 
 CACHE_FORMAT = 3  # 3: labels drawn step by step, one generator per input, every batch reseeded (resumable)
 
@@ -163,7 +163,7 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
     from its own seeded generator, and every batch is reseeded: so the batches finished
     before a stop, kept in `partial`, are not generated again on resume, and the result
     is the same as an uninterrupted pass. `shard` = (rank, processes): only this process's
-    batches (engine.generation.generate_all); the others' records are None.
+    batches (engine.teacher.generation.generate_all); the others' records are None.
     """
     config, distill = project.generate, project.distill
     ensembles = [teacher_prompts(project, tokenizer, example) for example in inputs]
@@ -351,7 +351,7 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
 
     `state` (accelerate's PartialState) with several processes: every process calls this;
     the main one looks for a cache and writes the shared files, and on a miss each process
-    generates its share of the batches (engine/processes.py says how they agree).
+    generates its share of the batches (engine/runs/processes.py says how they agree).
     """
     from engine.models import model_problems
 

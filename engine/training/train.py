@@ -11,7 +11,7 @@ folder, SIGTERM or SIGINT) is checked between steps and saves a checkpoint
 first; `resume=True` continues from the newest checkpoint, on the same batches.
 
 Examples of several operations (simultaneous distillation) are mixed by
-`engine.batches.BatchPlan` and their losses weighted by `losses.weighted_by_operation`.
+`engine.training.batches.BatchPlan` and their losses weighted by `losses.weighted_by_operation`.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
-from engine import atomic
-from engine.atomic import building_folder
-from engine.batches import BatchPlan
-from engine.config import Project
-from engine.data import DistillExample, collate
+from engine.runs import atomic
+from engine.runs.atomic import building_folder
+from engine.training.batches import BatchPlan
+from engine.project.config import Project
+from engine.training.data import DistillExample, collate
 from engine.errors import EngineError, StopRequested
-from engine.student_forward import answer_cross_entropy
-from engine import lora
+from engine.training.student_forward import answer_cross_entropy
+from engine.training import lora
 from engine.models import load_model, precision_problem, resolve_model_path
-from engine.processes import any_process
+from engine.runs.processes import any_process
 
 STOP_FILE = "STOP"
 KEEP_CHECKPOINTS = 2
@@ -202,7 +202,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/lora.py).
+    # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/training/lora.py).
     state_kwargs = lora.checkpoint_adapter_only(accelerator) if use_lora else {}
 
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -284,7 +284,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
         if accelerator.is_main_process:
             # Built aside and renamed: a run killed while saving leaves no half student that resume would trust.
             with building_folder(output_dir) as temporary:
-                if use_lora:  # the adapter, its base named (engine/lora.py), and `merged/` on request
+                if use_lora:  # the adapter, its base named (engine/training/lora.py), and `merged/` on request
                     base = init_from or _base_reference(project)
                     lora.save_student(accelerator.unwrap_model(model), Path(temporary), base, config.lora.merge)
                     if config.lora.merge:

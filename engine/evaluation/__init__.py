@@ -1,0 +1,1 @@
+"""Scoring students, baselines and stages on held-out inputs."""

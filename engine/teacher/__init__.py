@@ -1,0 +1,1 @@
+"""The teacher: generation, answer extraction, soft labels and their cache."""
