@@ -258,7 +258,7 @@ def _timed(function) -> float:
 
 
 def training_throughput(sizes: Sizes) -> dict:
-    from engine.project.config import ModelConfig
+    from engine.project.schema import ModelConfig
     from engine.training.losses import SparseTargets
     from engine.models import load_model
     from engine.training.student_forward import answer_cross_entropy

@@ -31,7 +31,7 @@ from ctxtui.screens.results import ResultsScreen
 from ctxtui.screens.run import RunScreen
 from ctxtui.screens.runs import RunsScreen
 from ctxtui.screens.settings import SettingsScreen
-from engine.project.config import project_from_toml_text
+from engine.project.loader import project_from_toml_text
 from engine.errors import ConfigError
 
 DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk

@@ -1,9 +1,9 @@
-"""What the Settings screen's forms show, read from engine.project.config (no Textual here).
+"""What the Settings screen's forms show, read from engine.project.schema (no Textual here).
 
 Every table of a project is a `Section`: the top-level tables, and each
 `[[operations]]` and `[[stages]]` item with its override tables. Each field's
 type, choices, default and help come from the config dataclasses, so a new
-option in engine/project/config.py appears in the form by itself. A field left empty is
+option in engine/project/schema.py appears in the form by itself. A field left empty is
 removed from the file: the default, or for an operation or stage the inherited
 top-level value, applies (shown as the placeholder).
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import tomlkit
 
-from engine.project import config as cfg
+from engine.project import schema as cfg
 
 # Edited on the Author screen, with the live preview (the forms say so).
 AUTHOR_KEYS = {"template"}

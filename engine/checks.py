@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.errors import ConfigError, EngineError
 from engine.evaluation.evaluate import load_metric, metric_value, references_for
 from engine.project.templates import render_prompts

@@ -107,7 +107,7 @@ def positive_int(text: str) -> int:
 
 def command_check(args) -> int:
     from engine.checks import check_project
-    from engine.project.config import load_project
+    from engine.project.loader import load_project
 
     print(check_project(load_project(args.project_dir or default_project())))
     return 0
@@ -118,7 +118,7 @@ def default_project() -> Path:
 
 
 def command_run(args) -> int:
-    from engine.project.config import load_project
+    from engine.project.loader import load_project
     from engine.runs.resume import project_for_resume
     from engine.run import new_run_dir, run
 
@@ -157,7 +157,7 @@ def command_eval(args) -> int:
 
 
 def command_preview(args) -> int:
-    from engine.project.config import load_project
+    from engine.project.loader import load_project
     from engine.preview import preview
 
     project = load_project(args.project_dir or default_project())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.project.config import ModelConfig
+from engine.project.schema import ModelConfig
 from engine.errors import EngineError, TemplateError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -65,7 +65,7 @@ def local_source(name: str, source: str) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`model.device` (already checked against auto|cpu|cuda|cuda:N|mps by config.py) on this machine."""
+    """`model.device` (already checked against auto|cpu|cuda|cuda:N|mps by engine/project/validation.py) on this machine."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.evaluation.evaluate import decode
 from engine.teacher.extractors import ExtractedAnswer, Extractor, direct_answer
 from engine.models import load_model

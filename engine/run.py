@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.runs import atomic
-from engine.project.config import Project, Stage, project_to_toml
+from engine.project.schema import Project, Stage
+from engine.project.writer import project_to_toml
 from engine.training.data import build_examples
 from engine.checks import preflight, project_warnings
 from engine.errors import EngineError, MetricError, StopRequested

@@ -2,7 +2,7 @@
 
 The left list holds the tables: the top level, each `[[operations]]` item and
 its override tables, each `[[stages]]` item and its `[distill]`. The form shows
-each key with its help (engine.project.config's `help` metadata) and, under it, the
+each key with its help (engine.project.schema's `help` metadata) and, under it, the
 problems the engine reports for it: the very messages of `ctxdistill check`.
 An empty field removes the key from the file, so the default (or, in an
 operation or stage, the inherited top-level value) applies. Edits go into the

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.training.data import collate
 from engine.errors import EngineError, MetricError
 from engine.teacher.extractors import Extractor, answer_token_span

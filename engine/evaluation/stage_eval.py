@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.errors import StopRequested
 from engine.evaluation.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
 from engine.teacher.extractors import Extractor

@@ -16,7 +16,8 @@ import math
 import random
 from pathlib import Path
 
-from engine.project.config import Project, read_text
+from engine.project.loader import read_text
+from engine.project.schema import Project
 from engine.errors import EngineError
 from engine.project.usercode import UserFunction, load_callable
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.runs.atomic import building_folder
-from engine.project.config import Project, Stage
+from engine.project.schema import Project, Stage
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from engine.runs import atomic
-from engine.project.config import Project, PROJECT_FILE, load_project, project_from_toml_text, project_to_dict, project_to_toml
+from engine.project.loader import load_project, project_from_toml_text
+from engine.project.schema import Project, PROJECT_FILE
+from engine.project.writer import project_to_dict, project_to_toml
 from engine.errors import EngineError
 from engine.runs.events import read_events
 

@@ -149,7 +149,7 @@ class Trackers:
 
     @classmethod
     def for_run(cls, project, run_dir: Path) -> "Trackers":
-        from engine.project.config import project_to_dict
+        from engine.project.writer import project_to_dict
         from engine.runs.events import read_events
 
         events_file = Path(run_dir) / "events.jsonl"

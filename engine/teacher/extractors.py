@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from engine.project.config import ExtractConfig
+from engine.project.schema import ExtractConfig
 from engine.errors import EngineError
 from engine.project.usercode import load_callable
 

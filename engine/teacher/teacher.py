@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from engine.runs import atomic
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.errors import EngineError, StopRequested
 from engine.teacher.generation import Generated, generate_all
 from engine.runs.processes import any_process, gathered, shared, whoami

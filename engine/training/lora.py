@@ -30,7 +30,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.project.config import LoraSettings
+from engine.project.schema import LoraSettings
 from engine.errors import EngineError
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -32,7 +32,7 @@ from accelerate.utils import DistributedType
 from engine.runs import atomic
 from engine.runs.atomic import building_folder
 from engine.training.batches import BatchPlan
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.training.data import DistillExample, collate
 from engine.errors import EngineError, StopRequested
 from engine.training.student_forward import answer_cross_entropy

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.evaluation.baselines import direct_examples, scratchpad_examples
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.teacher.extractors import Extractor
 from engine.teacher.teacher import TeacherRecord, student_prompt, teacher_prompt
 from engine.project.templates import end_of_turn_id
@@ -53,7 +53,7 @@ def test_a_chat_baseline_learns_to_end_its_turn(tmp_path, char_model_dir, style)
 
 def test_the_examples_baseline_trains_on_the_teachers_worked_examples_under_the_student_template(tmp_path, char_model_dir):
     from engine.evaluation.baselines import worked_examples
-    from engine.project.config import project_from_toml_text
+    from engine.project.loader import project_from_toml_text
     from engine.models import load_tokenizer
 
     folder = write_project(tmp_path / "p", char_model_dir)

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.project.config import ConfigError, ModelConfig, load_project
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
+from engine.project.loader import load_project
+from engine.project.schema import ModelConfig
 from engine.teacher.extractors import Extractor
 from engine.models import load_model, load_tokenizer
 from engine.teacher.teacher import TeacherRecord, cache_key, student_prompt, teacher_prompt

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine.cli import main
-from engine.project.config import field_help, load_project, project_from_toml_text
+from engine.project.loader import load_project, project_from_toml_text
+from engine.project.schema import field_help
 from engine.errors import ConfigError, TemplateError
 from engine.project.templates import render, render_prompts
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.project.sources import load_inputs
 from engine.project.templates import render_prompts
 

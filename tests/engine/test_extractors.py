@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.project.config import ExtractConfig
+from engine.project.schema import ExtractConfig
 from engine.errors import EngineError
 from engine.teacher.extractors import Extractor, answer_token_span, direct_answer, token_char_offsets
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.runs.events import read_events
 from engine.run import new_run_dir, run
 from engine.teacher.teacher import load_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.project.config import ModelConfig
+from engine.project.schema import ModelConfig
 from engine.teacher.generation import check_fits, cut_output, generate_batch
 from engine.errors import EngineError
 from engine.models import load_model

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.project.config import LoraSettings, ModelConfig, load_project
+from engine.project.loader import load_project
+from engine.project.schema import LoraSettings, ModelConfig
 from engine.errors import ConfigError, EngineError
 from engine.models import load_model
 

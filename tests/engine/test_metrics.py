@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.project.config import Project
+from engine.project.schema import Project
 from engine.evaluation.evaluate import normalize_answer, rouge_l, score, student_answer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.project.config import ModelConfig
+from engine.project.schema import ModelConfig
 from engine.errors import EngineError
 from engine.models import load_model, load_tokenizer
 

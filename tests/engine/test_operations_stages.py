@@ -10,7 +10,8 @@ import torch
 
 from engine.training.batches import BatchPlan, batch_shares
 from engine.cli import main
-from engine.project.config import load_project, project_from_toml_text, project_to_toml
+from engine.project.loader import load_project, project_from_toml_text
+from engine.project.writer import project_to_toml
 from engine.errors import ConfigError
 from engine.runs.events import read_events
 from engine.training.losses import SparseTargets, soft_cross_entropy

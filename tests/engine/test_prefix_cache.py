@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.project.config import ModelConfig
+from engine.project.schema import ModelConfig
 from engine.teacher.generation import generate_batch
 from engine.models import load_model
 

@@ -163,7 +163,7 @@ def test_preview_prints_prompts_and_answers(tmp_path, char_model_dir, capsys):
 
 
 def test_stop_then_resume(tmp_path, char_model_dir, finished, capsys):
-    from engine.project.config import load_project
+    from engine.project.loader import load_project
     from engine.run import new_run_dir, run
 
     project_dir = write_project(tmp_path / "resume", char_model_dir, max_steps=MAX_STEPS, extract=IDENTITY_UNSTRIPPED)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.teacher.extractors import Extractor
 from engine.project.sources import load_inputs
 from engine.project.templates import render_prompts
@@ -40,7 +40,8 @@ def test_sample_project_is_valid(project_file):
 @pytest.mark.parametrize("project_file", SAMPLE_PROJECTS, ids=lambda path: path.parent.name)
 def test_resolved_project_round_trips_through_toml(project_file):
     # A run folder's project.toml is this text; `--resume` and `eval` load the project back from it.
-    from engine.project.config import project_from_toml_text, project_to_toml
+    from engine.project.loader import project_from_toml_text
+    from engine.project.writer import project_to_toml
 
     project = load_project(project_file.parent)
     assert project_from_toml_text(project.dir, project_to_toml(project)) == project

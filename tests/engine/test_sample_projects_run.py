@@ -13,7 +13,7 @@ import pytest
 import tomlkit
 
 from engine.cli import main
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.errors import EngineError
 from engine.models import local_source, resolve_model_path
 

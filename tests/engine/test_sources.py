@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.project.config import project_from_toml_text
+from engine.project.loader import project_from_toml_text
 from engine.errors import EngineError
 from engine.project.sources import load_inputs, sample_inputs
 

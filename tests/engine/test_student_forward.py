@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.project.config import ModelConfig
+from engine.project.schema import ModelConfig
 from engine.training.losses import SparseTargets, pad_labels, soft_cross_entropy
 from engine.models import load_model
 from engine.training.student_forward import answer_cross_entropy, answer_logits

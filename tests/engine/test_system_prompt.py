@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.project.config import load_project
+from engine.project.loader import load_project
 
 from chat_fixtures import build_chat_model_dir, run_on_tiny_model
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.errors import ConfigError
 from engine.runs.events import read_events
 from engine.runs.trackers import TRACKERS, TrackerSteps, Trackers, figures_of

@@ -7,11 +7,11 @@ import random
 import pytest
 
 from engine.checks import preflight, preflight_problems
-from engine.project.config import project_from_toml_text
+from engine.project.loader import project_from_toml_text
 from engine.errors import ConfigError, EngineError, MetricError, UserCodeError
 from engine.evaluation.evaluate import references_for, score
 from engine.teacher.extractors import Extractor
-from engine.project.config import ExtractConfig
+from engine.project.schema import ExtractConfig
 from engine.models import load_model, remote_code_warning, resolve_device
 from engine.project.usercode import load_callable, reference_problem
 
@@ -210,7 +210,7 @@ def test_trust_remote_code_gets_a_warning(folder):
 
 
 def test_pickle_weights_are_refused(tmp_path):
-    from engine.project.config import ModelConfig
+    from engine.project.schema import ModelConfig
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")

@@ -10,7 +10,7 @@ from ctxtui.app import CtxApp
 from ctxtui.config_form import FieldSpec, parse_text
 from ctxtui.screens.settings import SettingsScreen
 from ctxtui.widgets.field_row import FieldRow
-from engine.project.config import field_help
+from engine.project.schema import field_help
 from test_author import wait_for
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import pytest
 from conftest import write_project
 from ctxtui.app import CtxApp
 from ctxtui.screens.chooser import ChooserApp, find_projects
-from engine.project.config import load_project
+from engine.project.loader import load_project
 from engine.project.scaffold import TEMPLATES, create_project
 from test_author import SIZE, wait_for
 
