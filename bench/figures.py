@@ -222,7 +222,7 @@ def distillation_step(sizes: Sizes) -> dict:
 
 def label_bytes(sizes: Sizes) -> dict:
     """Bytes per answer token as the teacher cache stores them (int32 ids, fp16 probs, int64 offsets)."""
-    from engine.teacher.teacher import sparse_labels
+    from engine.teacher.teacher_pass import sparse_labels
 
     model = random_llama(sizes.label_vocab, 64, 1, 4, sizes.label_positions + 1)
     input_ids = torch.randint(1, sizes.label_vocab, (1, sizes.label_positions), generator=torch.Generator().manual_seed(0))

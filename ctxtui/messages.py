@@ -34,7 +34,7 @@ class PromptTokensCounted(Message):
 
 @dataclass
 class EnsemblePromptsRendered(Message):
-    """The K teacher prompts of an ensemble for the previewed input (engine.teacher.teacher.teacher_prompts)."""
+    """The K teacher prompts of an ensemble for the previewed input (engine.teacher.teacher_pass.teacher_prompts)."""
 
     generation: int
     prompts: list[str]

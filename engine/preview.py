@@ -17,7 +17,7 @@ from engine.evaluation.evaluate import decode
 from engine.teacher.extractors import ExtractedAnswer, Extractor, direct_answer
 from engine.models import load_model
 from engine.project.sources import sample_inputs
-from engine.teacher.teacher import student_prompt, teacher_prompt, teacher_prompts
+from engine.teacher.teacher_pass import student_prompt, teacher_prompt, teacher_prompts
 
 
 @dataclass

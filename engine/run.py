@@ -37,7 +37,7 @@ from engine.runs.processes import any_process, gathered, process_state, shared, 
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
 from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
-from engine.teacher.teacher import teacher_pass
+from engine.teacher.teacher_pass import teacher_pass
 from engine.threads import configure_threads
 from engine.runs.trackers import Trackers
 from engine.training.train import STOP_FILE, StopSignal, train

@@ -31,7 +31,7 @@ import torch
 
 from engine.training.data import DistillExample, chat_end_of_turn
 from engine.teacher.extractors import Extractor
-from engine.teacher.teacher import TeacherRecord, student_prompt
+from engine.teacher.teacher_pass import TeacherRecord, student_prompt
 
 
 def hard_example(prompt_ids: list[int], target_ids: list[int]) -> DistillExample:

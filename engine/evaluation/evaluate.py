@@ -21,7 +21,7 @@ from engine.errors import EngineError, MetricError
 from engine.teacher.extractors import Extractor, answer_token_span
 from engine.teacher.generation import generate_all
 from engine.training.losses import dense_kl
-from engine.teacher.teacher import student_prompt, teacher_prompt
+from engine.teacher.teacher_pass import student_prompt, teacher_prompt
 from engine.project.usercode import load_callable
 
 

@@ -15,7 +15,7 @@ import torch
 from engine.errors import EngineError, ExtractionError
 from engine.teacher.extractors import Extractor, answer_token_span
 from engine.training.losses import SparseTargets, pad_labels
-from engine.teacher.teacher import TeacherRecord, student_prompt
+from engine.teacher.teacher_pass import TeacherRecord, student_prompt
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 from engine.project.loader import project_from_toml_text
 from engine.training.data import build_examples, collate
 from engine.teacher.extractors import ExtractedAnswer, Extractor, answer_token_span, token_char_bounds, token_char_offsets
-from engine.teacher.teacher import TeacherRecord
+from engine.teacher.teacher_pass import TeacherRecord
 
 PROJECT = '''
 [model]

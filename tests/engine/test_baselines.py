@@ -10,7 +10,7 @@ import torch
 from engine.evaluation.baselines import direct_examples, scratchpad_examples
 from engine.project.loader import load_project
 from engine.teacher.extractors import Extractor
-from engine.teacher.teacher import TeacherRecord, student_prompt, teacher_prompt
+from engine.teacher.teacher_pass import TeacherRecord, student_prompt, teacher_prompt
 from engine.project.templates import end_of_turn_id
 
 from chat_fixtures import STYLES, build_chat_tokenizer

@@ -19,7 +19,7 @@ from engine.project.loader import load_project
 from engine.project.schema import ModelConfig
 from engine.teacher.extractors import Extractor
 from engine.models import load_model, load_tokenizer
-from engine.teacher.teacher import TeacherRecord, cache_key, student_prompt, teacher_prompt
+from engine.teacher.teacher_pass import TeacherRecord, cache_key, student_prompt, teacher_prompt
 from engine.project.templates import adds_bos, apply_chat_template, end_of_turn_id
 
 from chat_fixtures import STYLES, build_chat_model_dir, build_chat_tokenizer

@@ -17,7 +17,7 @@ from engine.cli import main
 from engine.project.loader import load_project
 from engine.runs.events import read_events
 from engine.run import new_run_dir, run
-from engine.teacher.teacher import load_cache
+from engine.teacher.teacher_pass import load_cache
 from engine.training.train import STOP_FILE
 
 from engine_fixtures import write_project

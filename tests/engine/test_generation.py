@@ -87,7 +87,7 @@ def label_function(kind: str, generators: list[torch.Generator]):
     Each output draws its `sampled` labels from its own generator, so its labels do not depend
     on which rows share its batch or how long they run.
     """
-    from engine.teacher.teacher import sparse_labels
+    from engine.teacher.teacher_pass import sparse_labels
 
     def on_step(logits: torch.Tensor) -> list:
         return [sparse_labels(logits[row: row + 1], [0], kind, 16, 3, generators[row]) for row in range(len(logits))]
@@ -104,7 +104,7 @@ def test_labels_taken_step_by_step_equal_labels_from_kept_logits(model_and_token
     torch.manual_seed(5)
     stepwise = generate_batch(model, tokenizer, prompt_ids, on_step=label_function(kind, [
         torch.Generator().manual_seed(100 + row) for row in range(len(prompt_ids))]), **options)
-    from engine.teacher.teacher import sparse_labels
+    from engine.teacher.teacher_pass import sparse_labels
 
     for row, (kept, streamed) in enumerate(zip(with_logits, stepwise)):
         assert streamed.output_ids == kept.output_ids and streamed.logits is None  # same tokens, no dense logits

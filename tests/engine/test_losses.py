@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.training.losses import SparseTargets, dense_kl, pad_labels, soft_cross_entropy
-from engine.teacher.teacher import sparse_labels
+from engine.teacher.teacher_pass import sparse_labels
 
 VOCAB = 11
 
@@ -101,7 +101,7 @@ def test_dense_kl_matches_kl_div():
     assert torch.all(dense_kl(teacher_logits, teacher_logits).abs() < 1e-6)
 
 
-# --- engine.teacher.teacher.sparse_labels ----------------------------------------------
+# --- engine.teacher.teacher_pass.sparse_labels ----------------------------------------------
 
 def split(offsets, ids, probs):
     return [(ids[offsets[j]: offsets[j + 1]], probs[offsets[j]: offsets[j + 1]]) for j in range(len(offsets) - 1)]

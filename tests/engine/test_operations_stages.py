@@ -134,7 +134,7 @@ def test_a_bad_project_writes_no_run_folder(tmp_path, char_model_dir, capsys):
 def test_an_ensemble_whose_prompts_do_not_differ_is_an_error(tmp_path, char_model_dir):
     from engine.errors import EngineError
     from engine.models import load_tokenizer
-    from engine.teacher.teacher import teacher_prompts
+    from engine.teacher.teacher_pass import teacher_prompts
 
     folder = combined_project(tmp_path / "p", char_model_dir, '''
 [[operations]]
@@ -215,7 +215,7 @@ template = """{% for ex in examples | sample(2) %}{{ ex }}
 
 def test_ensemble_labels_are_the_average_of_the_renderings_distributions(tmp_path, char_model_dir):
     from engine.models import load_model
-    from engine.teacher.teacher import run_teacher, teacher_prompts
+    from engine.teacher.teacher_pass import run_teacher, teacher_prompts
 
     folder = combined_project(tmp_path / "ens", char_model_dir, ENSEMBLE, labels="topk")
     project = load_project(folder).for_operation("ens")
