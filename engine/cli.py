@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
     evaluate.add_argument("run_dir", type=Path)
 
+    export = commands.add_parser("export", help="write a finished run's student as a Hugging Face model folder "
+                                 "(full weights, LoRA merged; tokenizer, generation config, model card)")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("dest", type=Path, metavar="DEST", help="a new or empty folder")
+
     init = commands.add_parser("init", help="create a new project folder from a template (runs as it is)")
     init.add_argument("project_dir", type=Path, metavar="DIR", help="the new project's folder")
     init.add_argument("--template", default="instructions",
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_preview(args)
         if args.command == "check":
             return command_check(args)
+        if args.command == "export":
+            return command_export(args)
         return command_eval(args)
     except EngineError as error:
         if args.debug:
@@ -153,6 +160,13 @@ def command_eval(args) -> int:
 
     metrics = reevaluate(args.run_dir, listeners=[ProgressPrinter()])
     print(format_table(metrics))
+    return 0
+
+
+def command_export(args) -> int:
+    from engine.runs.export import export_student
+
+    print(f"exported {args.run_dir} to {export_student(args.run_dir, args.dest)}")
     return 0
 
 

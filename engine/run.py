@@ -32,6 +32,7 @@ from engine.errors import EngineError, MetricError, StopRequested
 from engine.runs.events import EventWriter
 from engine.teacher.extractors import Extractor
 from engine.runs.layout import RunLayout, is_saved_model, publish_student
+from engine.runs.model_card import write_student_cards
 from engine.models import load_model, load_tokenizer
 from engine.runs.processes import any_process, gathered, process_state, shared, whoami
 from engine.runs.resume import project_for_resume
@@ -216,7 +217,9 @@ def read_stage_metrics(project: Project, layout: RunLayout, stage: Stage) -> dic
 def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, dict]) -> dict:
     """The run's metrics.json: one operation's table as always, or every stage plus the overwrite matrix."""
     if not project.combined:
-        return json.loads(layout.metrics.read_text())  # the stage's metrics file is the run's
+        metrics = json.loads(layout.metrics.read_text())  # the stage's metrics file is the run's
+        write_student_cards(project, layout.student, layout.run_dir, metrics)
+        return metrics
     last = layout.student_dir(project.stages[-1])
     publish_student(last, layout.student)
     metrics = {"combined": True,
@@ -225,6 +228,7 @@ def write_run_metrics(project: Project, layout: RunLayout, results: dict[str, di
     atomic.write_text(layout.samples, "".join(layout.stage_samples(stage).read_text(encoding="utf-8")
                                               for stage in project.stages))
     atomic.write_text(layout.metrics, json.dumps(metrics, indent=2))
+    write_student_cards(project, layout.student, layout.run_dir, metrics)
     return metrics
 
 
