@@ -222,7 +222,7 @@ def distillation_step(sizes: Sizes) -> dict:
 
 def label_bytes(sizes: Sizes) -> dict:
     """Bytes per answer token as the teacher cache stores them (int32 ids, fp16 probs, int64 offsets)."""
-    from engine.teacher.teacher_pass import sparse_labels
+    from engine.teacher.teacher_pass import output_labels
 
     model = random_llama(sizes.label_vocab, 64, 1, 4, sizes.label_positions + 1)
     input_ids = torch.randint(1, sizes.label_vocab, (1, sizes.label_positions), generator=torch.Generator().manual_seed(0))
@@ -230,7 +230,7 @@ def label_bytes(sizes: Sizes) -> dict:
         logits = model(input_ids=input_ids).logits[0]
     figures = {"dense_fp16": sizes.label_vocab * 2}
     for kind in ("sampled", "topk"):
-        offsets, ids, probs = sparse_labels(logits, input_ids[0].tolist(), kind, sizes.num_samples, 20,
+        offsets, ids, probs = output_labels(torch.softmax(logits.float(), -1), kind, sizes.num_samples, 20,
                                             torch.Generator().manual_seed(0))
         figures[kind] = (ids.numel() * 4 + probs.numel() * 2 + offsets.numel() * 8) / sizes.label_positions
         figures[f"{kind}_vs_dense"] = figures[kind] / figures["dense_fp16"]

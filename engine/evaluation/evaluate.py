@@ -50,7 +50,8 @@ def decode(project: Project, model, tokenizer, inputs: list[dict], template: str
     else:
         prompts = [student_prompt(project, tokenizer, example) for example in inputs]
     max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
-    generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size, which=template,
+    generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size,
+                             max_batch_tokens=project.generate.max_batch_tokens, which=template,
                              max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,
                              on_batch=on_batch, reuse_prefix=project.generate.reuse_prefix)
     decoded = []

@@ -107,7 +107,9 @@ class GenerateConfig:
     top_p: float = option(1.0, "Nucleus sampling mass.", above=0, maximum=1)
     top_k: int = option(0, "Sample only among the k most likely tokens (0 = off).")
     stop: list = option([], "Stop strings (non-empty): generation of an output ends at the first one (it is kept in the output).")
-    batch_size: int = option(32, "Inputs generated at once.", minimum=1)
+    batch_size: int = option(32, "Most inputs generated at once.", minimum=1)
+    max_batch_tokens: int = option(65536, "Most tokens in one generation batch: rows x (longest prompt + max_new_tokens); "
+                                          "inputs sorted by length fill each batch up to it (0 = rows only).", minimum=0)
     reuse_prefix: bool = option(True, "Encode the prompts' common token prefix once and reuse its KV cache in every batch.")
 
 

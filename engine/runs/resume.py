@@ -29,7 +29,7 @@ from engine.errors import EngineError
 from engine.runs.events import read_events
 
 SAFE_TO_CHANGE = ("description", "eval.*", "model.device", "model.threads", "*log_every", "*checkpoint_every",
-                  "*vocab_chunk", "generate.batch_size")
+                  "*vocab_chunk")
 
 
 def project_of_run(run_dir: Path) -> Project:

@@ -2,13 +2,17 @@
 
 `generate` pads finished rows and may run past a stop string inside a batch, so
 every output is cut at its end-of-sequence token or just after its first stop
-string; whatever is kept per position (logits, or what `on_step` made of them)
-lines up with the kept ids, position by position.
+string; whatever is kept per position (logits, or what a step recorder made of
+them) lines up with the kept ids, position by position.
 
 Two costs are kept off the long teacher prompts (issue 9):
-- labels are taken step by step (`on_step`), so no batch holds (tokens x vocab) logits;
-- the prompts' longest common token prefix is encoded once and its KV cache reused
-  for every batch (`reuse_prefix`), instead of re-encoding it per batch.
+- labels are taken step by step (a `StepRecorder`), so no batch holds (tokens x vocab) logits;
+- the prompts' longest common token prefix is encoded once (no LM head over it) and its
+  KV cache reused for every batch (`reuse_prefix`), instead of re-encoding it per batch.
+
+Batches are sized in tokens as well as rows (`max_batch_tokens`): inputs sorted by length
+fill a batch until its rows, padded to the longest, would pass the budget, so a batch that
+fits at 200 tokens a row does not run out of memory at 4,000.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import copy
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -25,9 +29,16 @@ from engine.errors import EngineError
 from engine.teacher.extractors import token_char_bounds
 from engine.models import context_window
 
-# on_step(logits) -> one value per row: logits are one step's raw (temperature 1) next-token
-# logits, (batch, vocab) float32, for every row of the batch, finished rows included.
-StepFunction = Callable[[torch.Tensor], list]
+
+class StepRecorder(Protocol):
+    """Keeps what it needs of each generation step of one batch (the teacher's labels)."""
+
+    def __call__(self, logits: torch.Tensor) -> None:
+        """One step's raw (temperature 1) next-token logits, (batch, vocab) float32, every row
+        of the batch, finished rows included, on the model's device."""
+
+    def rows(self, kept: list[int]) -> list:
+        """One value per row for its first `kept[row]` steps (the positions of its kept output)."""
 
 
 @dataclass
@@ -36,7 +47,7 @@ class Generated:
     output_ids: list[int]  # the model's tokens, up to and including EOS or the stop string
     text: str  # decoded output (special tokens skipped)
     logits: torch.Tensor | None = None  # (len(output_ids), vocab), raw (temperature 1) teacher logits
-    steps: list | None = None  # on_step's value for this row at each of output_ids' positions
+    recorded: Any = None  # the step recorder's value for this row, over output_ids' positions
 
 
 @dataclass
@@ -92,7 +103,10 @@ def encode_shared_prefix(model, prompt_ids: list[list[int]]) -> SharedPrefix | N
     if length == 0 or not can_reuse_prefix(model):
         return None
     ids = prompt_ids[0][:length]
-    output = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True)
+    # Only the cache is wanted: the LM head over every prefix position would cost as much as
+    # the rest of the pass at a 128k vocabulary (and a (length x vocab) temporary).
+    head = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    output = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, **head)
     return SharedPrefix(ids, output[cache_keyword(model)], model.config)
 
 
@@ -149,6 +163,38 @@ def batch_inputs(prompt_ids: list[list[int]], pad: int, prefix_length: int, devi
     return torch.tensor(rows, device=device), torch.tensor(masks, device=device)
 
 
+# Settings of a model's own generation_config.json that change the distribution tokens are drawn from.
+SAMPLING_FIELDS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+                   "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
+                   "suppress_tokens", "begin_suppress_tokens", "sequence_bias", "min_length", "min_new_tokens",
+                   "forced_bos_token_id", "forced_eos_token_id", "renormalize_logits")
+TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+def models_own_sampling(model) -> dict:
+    """What the model's generation_config.json would change in sampling (e.g. Qwen's repetition_penalty 1.05)."""
+    own = getattr(model, "generation_config", None)
+    return {key: value for key, value in (own.to_diff_dict() if own is not None else {}).items() if key in SAMPLING_FIELDS}
+
+
+@contextmanager
+def only_the_projects_settings(model):
+    """Generate with the project's settings alone: the model's own processors (repetition penalty,
+    top-k, ...) are off, because the labels come from the raw softmax and a token sampled from
+    another distribution than the one labelled would make the two disagree (issue 26). `generate`
+    fills every setting it is not given from the model's config, so the config itself is swapped
+    for one that keeps only the special token ids."""
+    from transformers import GenerationConfig
+
+    own = model.generation_config
+    ids = {key: getattr(own, key, None) for key in TOKEN_FIELDS}
+    model.generation_config = GenerationConfig(**{key: value for key, value in ids.items() if value is not None})
+    try:
+        yield
+    finally:
+        model.generation_config = own
+
+
 @contextmanager
 def calling_each_step(model, on_step: Callable[[torch.Tensor], None] | None):
     """Hand each forward pass's last-position logits, as float32, to `on_step` while generating.
@@ -169,7 +215,7 @@ def calling_each_step(model, on_step: Callable[[torch.Tensor], None] | None):
 @torch.no_grad()
 def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tokens: int,
                    temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-                   stops: list[str] = (), keep_logits: bool = False, on_step: StepFunction | None = None,
+                   stops: list[str] = (), keep_logits: bool = False, on_step: StepRecorder | None = None,
                    prefix: SharedPrefix | None = None) -> list[Generated]:
     """Generate for one batch of tokenized prompts (left-padded, KV cache on).
 
@@ -182,7 +228,7 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
     options = dict(do_sample=sampling, max_new_tokens=max_new_tokens, pad_token_id=pad,
                    return_dict_in_generate=True, use_cache=True)
     if sampling:
-        options.update(temperature=temperature, top_p=top_p, top_k=top_k or None)
+        options.update(temperature=temperature, top_p=top_p, top_k=top_k)  # 0 is off; None would become 50
     else:
         options.update(temperature=None, top_p=None, top_k=None)
     if stops:
@@ -191,7 +237,6 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
         options[cache_keyword(model)] = prefix_cache_for_batch(prefix, len(prompt_ids), input_ids.shape[1] + max_new_tokens)
         options["disable_compile"] = True  # a fixed-size cache would make generate compile the model on a GPU
 
-    per_row: list[list] = [[] for _ in prompt_ids]
     row_logits: list[list[torch.Tensor]] = [[] for _ in prompt_ids]
 
     def collect(logits: torch.Tensor) -> None:
@@ -199,20 +244,18 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
             for row, values in enumerate(logits.cpu()):
                 row_logits[row].append(values)
         if on_step is not None:
-            for row, value in enumerate(on_step(logits)):
-                per_row[row].append(value)
+            on_step(logits)
 
     with calling_each_step(model, collect if keep_logits or on_step is not None else None):
-        result = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+        with only_the_projects_settings(model):
+            result = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
     new_tokens = result.sequences[:, input_ids.shape[1]:].tolist()
     eos_ids = _eos_ids(model, tokenizer)
-    outputs = []
-    for row, ids in enumerate(new_tokens):
-        kept = cut_output(tokenizer, ids, eos_ids, stops)
-        outputs.append(Generated(prompt_ids[row], kept, tokenizer.decode(kept, skip_special_tokens=True),
-                                 torch.stack(row_logits[row][: len(kept)]) if keep_logits else None,
-                                 per_row[row][: len(kept)] if on_step is not None else None))
-    return outputs
+    kept = [cut_output(tokenizer, ids, eos_ids, stops) for ids in new_tokens]
+    recorded = on_step.rows([len(ids) for ids in kept]) if on_step is not None else [None] * len(kept)
+    return [Generated(prompt_ids[row], ids, tokenizer.decode(ids, skip_special_tokens=True),
+                      torch.stack(row_logits[row][: len(ids)]) if keep_logits else None, recorded[row])
+            for row, ids in enumerate(kept)]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -239,16 +282,38 @@ def cut_output(tokenizer, ids: list[int], eos_ids: set[int], stops: list[str]) -
     return ids[: next(i for i in range(len(ids)) if whole[i + 1] >= first_end) + 1]
 
 
-def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_batch=None, on_output=None,
-                 reuse_prefix: bool = True, seed: int | None = None, finished_batch=None, on_batch_done=None,
-                 shard: tuple[int, int] = (0, 1), **options) -> list:
-    """Generate for every prompt, in batches sorted by length (less padding).
+def token_batches(prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int, max_batch_tokens: int = 0,
+                  which: str = "teacher") -> list[list[int]]:
+    """Input indices in batches: sorted by prompt length (rows of a batch pad little), at most
+    `batch_size` rows, and at most `max_batch_tokens` tokens once every row is padded to the
+    longest and given `max_new_tokens` (0 = no token budget). Inputs keep their own index."""
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    batches: list[list[int]] = []
+    for index in order:
+        row_tokens = len(prompt_ids[index]) + max_new_tokens  # the longest row so far: the order is ascending
+        if max_batch_tokens and row_tokens > max_batch_tokens:
+            raise EngineError(
+                f"the {which} prompt of input #{index} is {len(prompt_ids[index])} tokens; with generate.max_new_tokens "
+                f"= {max_new_tokens} one row is {row_tokens} tokens, over generate.max_batch_tokens = {max_batch_tokens}. "
+                "Raise generate.max_batch_tokens or shorten the prompt.")
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) == batch_size or (max_batch_tokens and (len(batch) + 1) * row_tokens > max_batch_tokens):
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
+
+
+def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, max_batch_tokens: int = 0, on_batch=None,
+                 on_output=None, recorder_for=None, reuse_prefix: bool = True, seed: int | None = None,
+                 finished_batch=None, on_batch_done=None, shard: tuple[int, int] = (0, 1), **options) -> list:
+    """Generate for every prompt, in batches sorted by length (`token_batches`); results in input order.
 
     `on_output(index, generated)` replaces each output as soon as its batch is done.
-    `on_step(logits, indices)` turns each step's (batch, vocab) logits into one value per row,
-    kept in `Generated.steps`; `indices` are the rows' indices in `prompts` (so each input can
-    draw from its own generator). The teacher makes its sparse labels there, so dense logits
-    never pile up. `reuse_prefix` encodes the prompts' common token prefix once for all batches.
+    `recorder_for(indices)` makes a `StepRecorder` for the batch of those inputs (their indices
+    in `prompts`, so each input can draw from its own generator); its value for each row is kept
+    in `Generated.recorded`. The teacher makes its sparse labels there, so dense logits never
+    pile up. `reuse_prefix` encodes the prompts' common token prefix once for all batches.
 
     Resumable teacher passes: with `seed`, sampling is reseeded before every batch, so a batch
     samples the same tokens whether or not the batches before it ran in this process;
@@ -260,16 +325,17 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
     one global order, and the other results stay None. A batch is the unit because its number
     seeds it: any split of the batches samples what one process would.
     """
-    on_step = options.pop("on_step", None)
+    which = options.pop("which", "teacher")
     prompt_ids = encode_prompts(tokenizer, prompts)
-    check_fits(model, prompt_ids, options["max_new_tokens"], options.pop("which", "teacher"))
+    check_fits(model, prompt_ids, options["max_new_tokens"], which)
+    batches = token_batches(prompt_ids, options["max_new_tokens"], batch_size, max_batch_tokens, which)
     prefix = encode_shared_prefix(model, prompt_ids) if reuse_prefix and prompt_ids else None
-    order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     results: list[Generated | None] = [None] * len(prompts)
-    for number, first in enumerate(range(0, len(order), batch_size)):
+    done = 0
+    for number, chunk in enumerate(batches):
+        done += len(chunk)
         if number % shard[1] != shard[0]:
             continue
-        chunk = order[first: first + batch_size]
         kept = finished_batch(number, chunk) if finished_batch is not None else None
         if kept is not None:
             for index, result in zip(chunk, kept):
@@ -277,13 +343,12 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, on_ba
         else:
             if seed is not None:
                 torch.manual_seed(seed * 1_000_003 + number)
-            batch_on_step = (lambda logits, chunk=chunk: on_step(logits, chunk)) if on_step is not None else None
             batch = generate_batch(model, tokenizer, [prompt_ids[i] for i in chunk], prefix=prefix,
-                                   on_step=batch_on_step, **options)
+                                   on_step=recorder_for(chunk) if recorder_for is not None else None, **options)
             for index, generated in zip(chunk, batch):
                 results[index] = on_output(index, generated) if on_output is not None else generated
             if on_batch_done is not None:
                 on_batch_done(number, chunk, [results[index] for index in chunk])
         if on_batch is not None:
-            on_batch(min(first + batch_size, len(order)), len(order))
+            on_batch(done, len(prompts))
     return results

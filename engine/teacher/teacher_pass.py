@@ -7,13 +7,8 @@ template, inputs, generation settings, label kind, seed).
 
 Labels come from the teacher's softmax at temperature 1, conditioned on the
 teacher prompt plus its own preceding tokens (paper section 2.4), whatever
-temperature was used to sample the trajectory.
-
-| kind      | per position                                     |
-| --------- | ------------------------------------------------ |
-| `sampled` | unique ids and counts / N of N samples (paper)   |
-| `topk`    | top-k ids and probabilities, renormalized        |
-| `hard`    | the sampled token id with weight 1               |
+temperature was used to sample the trajectory; engine/teacher/labels.py draws
+them, a whole batch per step on the teacher's device.
 
 A teacher ensemble (`teacher.ensemble = K`, paper hypothesis 5) renders K
 teacher prompts per input, each drawing its own random subset of examples.
@@ -37,11 +32,14 @@ import torch
 from engine.runs import atomic
 from engine.project.schema import Project
 from engine.errors import EngineError, StopRequested
-from engine.teacher.generation import Generated, generate_all
+from engine.teacher.generation import Generated, generate_all, models_own_sampling
+from engine.teacher.labels import BatchLabels, Labels, hard_labels, sampled_labels, seeded_generators, topk_labels, uniforms
 from engine.runs.processes import any_process, gathered, shared, whoami
 from engine.project.templates import apply_chat_template, render_student, render_system, render_teacher
 
-CACHE_FORMAT = 3  # 3: labels drawn step by step, one generator per input, every batch reseeded (resumable)
+# 3: labels drawn step by step, one generator per input, every batch reseeded (resumable);
+# 4: sampled labels by inverse CDF from each input's uniforms, a batch at a time on the device.
+CACHE_FORMAT = 4
 
 
 @dataclass
@@ -97,18 +95,21 @@ def model_fingerprint(project: Project, folder: Path | None = None) -> list:
                   for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
 
 
-def cache_key(project: Project, inputs: list[dict], teacher_weights: Path | None = None) -> str:
+def cache_key(project: Project, inputs: list[dict], teacher_weights: Path | None = None, model=None) -> str:
     """A hash of everything that determines the teacher's outputs and labels.
 
     `teacher_weights`: a folder of other weights than the project's model (a recursive
     stage's teacher is the previous stage's student); its identity is part of the key.
+    `model`, the loaded teacher: where and how it computes (device type, attention kernel,
+    weights' dtype) changes the numerics, so the outputs; so does how inputs are batched
+    (padding), so `generate.batch_size` and `max_batch_tokens` are in the key too.
     """
     determining = {
         "format": CACHE_FORMAT,
         "model": project.model.name, "weights": model_fingerprint(project), "dtype": project.model.dtype, "chat_template": project.model.chat_template,
         "teacher_template": project.teacher.template,
         "inputs": inputs,
-        "generate": {k: v for k, v in vars(project.generate).items() if k != "batch_size"},
+        "generate": vars(project.generate),
         "labels": project.distill.labels,
         "num_samples": project.distill.num_samples if project.distill.labels == "sampled" else None,
         "top_k": project.distill.top_k if project.distill.labels == "topk" else None,
@@ -121,38 +122,26 @@ def cache_key(project: Project, inputs: list[dict], teacher_weights: Path | None
         determining["teacher_vars"] = project.teacher.vars
     if project.teacher.system:
         determining["teacher_system"] = project.teacher.system
+    if model is not None:
+        determining["computed_on"] = computed_on(model)
     if teacher_weights is not None:
         determining["teacher_weights"] = [str(Path(teacher_weights).resolve()), model_fingerprint(project, teacher_weights)]
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def sparse_labels(logits: torch.Tensor, generated_ids: list[int], kind: str, num_samples: int, top_k: int,
-                  generator: torch.Generator, probs: torch.Tensor | None = None):
-    """logits: (positions, vocab) raw teacher logits -> (offsets, ids, probs) for those positions.
+def computed_on(model) -> dict:
+    """How the loaded teacher computes: what changes its numerics, so its samples."""
+    parameter = next(model.parameters(), None)
+    return {"device": model.device.type,
+            "dtype": str(parameter.dtype) if parameter is not None else None,
+            "attention": getattr(model.config, "_attn_implementation", None)}
 
-    `probs` instead of `logits`: an already averaged distribution (an ensemble's).
-    """
-    if probs is None and kind != "hard":
-        probs = torch.softmax(logits.float(), dim=-1)
-    ids_per_position, probs_per_position = [], []
-    if kind == "sampled":
-        draws = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
-        for row in draws:
-            unique, counts = torch.unique(row, return_counts=True)
-            ids_per_position.append(unique)
-            probs_per_position.append(counts.float() / num_samples)
-    elif kind == "topk":
-        values, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-        for row_values, row_indices in zip(values, indices):
-            ids_per_position.append(row_indices)
-            probs_per_position.append(row_values / row_values.sum())
-    else:
-        for token in generated_ids:
-            ids_per_position.append(torch.tensor([token]))
-            probs_per_position.append(torch.ones(1))
-    lengths = torch.tensor([0] + [len(ids) for ids in ids_per_position])
-    return (lengths.cumsum(0), torch.cat(ids_per_position).long() if ids_per_position else torch.zeros(0, dtype=torch.long),
-            torch.cat(probs_per_position).float() if probs_per_position else torch.zeros(0))
+
+def output_labels(probs: torch.Tensor, kind: str, num_samples: int, top_k: int, generator: torch.Generator) -> Labels:
+    """Labels at every row of `probs` (positions, vocab), an already averaged distribution (an ensemble's)."""
+    if kind == "topk":
+        return topk_labels(probs, top_k)
+    return sampled_labels(probs, uniforms([generator], len(probs), num_samples)[0])
 
 
 def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=None, partial: Path | None = None,
@@ -168,14 +157,14 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
     config, distill = project.generate, project.distill
     ensembles = [teacher_prompts(project, tokenizer, example) for example in inputs]
     prompts = [prompts[0] for prompts in ensembles]
-    generators = [torch.Generator().manual_seed(distill.seed * 1_000_003 + index) for index in range(len(inputs))]
+    generators = seeded_generators(distill.seed, len(inputs))
     single = project.teacher.ensemble == 1
     kept = KeptBatches(partial, distill.num_samples if distill.labels == "sampled" else None) if partial else None
     started = time.time()
 
-    def step_labels(logits: torch.Tensor, indices: list[int]) -> list:
-        return [sparse_labels(logits[row: row + 1], [], distill.labels, distill.num_samples, distill.top_k,
-                              generators[index]) for row, index in enumerate(indices)]
+    def batch_labels(indices: list[int]) -> BatchLabels:
+        return BatchLabels(distill.labels, distill.num_samples, distill.top_k, [generators[index] for index in indices],
+                           config.max_new_tokens)
 
     def on_batch(done: int, total: int):
         if events is not None:
@@ -187,30 +176,22 @@ def run_teacher(project: Project, model, tokenizer, inputs: list[dict], events=N
 
     def to_record(index: int, output: Generated) -> TeacherRecord:
         if distill.labels == "hard":
-            labels = sparse_labels(None, output.output_ids, "hard", 0, 0, generators[index])
+            labels = hard_labels(output.output_ids)
         elif single:
-            labels = joined_step_labels(output.steps or [])
+            labels = output.recorded
         else:
             averaged = ensemble_probs(model, tokenizer, ensembles[index], output.output_ids)
-            labels = sparse_labels(None, output.output_ids, distill.labels, distill.num_samples, distill.top_k,
-                                   generators[index], probs=averaged)
+            labels = output_labels(averaged, distill.labels, distill.num_samples, distill.top_k, generators[index])
         return TeacherRecord(inputs[index], prompts[index], output.output_ids, output.text, *labels)
 
     return generate_all(
-        model, tokenizer, prompts, batch_size=config.batch_size, on_batch=on_batch, on_output=to_record,
+        model, tokenizer, prompts, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens,
+        on_batch=on_batch, on_output=to_record,
         which="teacher", max_new_tokens=config.max_new_tokens, temperature=config.temperature,
         top_p=config.top_p, top_k=config.top_k, stops=config.stop, seed=distill.seed,
-        on_step=step_labels if single and distill.labels != "hard" else None,
+        recorder_for=batch_labels if single and distill.labels != "hard" else None,
         reuse_prefix=config.reuse_prefix,
         finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None, shard=shard)
-
-
-def joined_step_labels(steps: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One (offsets, ids, probs) per generated token -> the output's (offsets, ids, probs)."""
-    if not steps:
-        return torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0)
-    lengths = torch.tensor([0] + [len(step[1]) for step in steps])
-    return lengths.cumsum(0), torch.cat([step[1] for step in steps]).long(), torch.cat([step[2] for step in steps]).float()
 
 
 class KeptBatches:
@@ -247,9 +228,10 @@ class KeptBatches:
 
 @torch.no_grad()
 def ensemble_probs(model, tokenizer, prompts: list[str], output_ids: list[int]) -> torch.Tensor:
-    """(len(output_ids), vocab): the mean over `prompts` of the teacher's softmax at each output position."""
+    """(len(output_ids), vocab) on the model's device: the mean over `prompts` of the teacher's softmax
+    at each output position."""
     if not output_ids:
-        return torch.zeros(0, model.config.vocab_size)
+        return torch.zeros(0, model.config.vocab_size, device=model.device)
     sequences = [tokenizer(prompt).input_ids for prompt in prompts]
     width = max(len(ids) for ids in sequences) + len(output_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -260,11 +242,11 @@ def ensemble_probs(model, tokenizer, prompts: list[str], output_ids: list[int]) 
         input_ids[row, : len(full)] = torch.tensor(full)
         attention_mask[row, : len(full)] = 1
     logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
-    total = torch.zeros(len(output_ids), logits.shape[-1])
+    total = torch.zeros(len(output_ids), logits.shape[-1], device=logits.device)
     for row, ids in enumerate(sequences):
         # The logits at position t predict token t + 1: output token j is predicted at len(prompt) - 1 + j.
         rows = logits[row, len(ids) - 1: len(ids) - 1 + len(output_ids)]
-        total += torch.softmax(rows.float(), dim=-1).cpu()
+        total += torch.softmax(rows.float(), dim=-1)
     return total / len(prompts)
 
 
@@ -359,7 +341,7 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
     if problem:
         raise EngineError(problem)
     main = state is None or state.is_main_process
-    key = cache_key(project, inputs, teacher_weights)
+    key = cache_key(project, inputs, teacher_weights, model)
     partial = folder / PARTIAL_DIR
     found = None
     if main:
@@ -382,6 +364,7 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
     resumed = KeptBatches(partial, num_samples).count()
     events.emit("status", stage="teacher", message=f"teacher generating {len(inputs)} outputs"
                 + (f" ({resumed} batch(es) kept from the interrupted pass)" if resumed else ""), cache="miss", key=key)
+    announce_sampling(project, model, events)
     started = time.time()
     if state is None or state.num_processes == 1:
         records = run_teacher(project, model, tokenizer, inputs, events, partial, stop_requested)
@@ -395,6 +378,19 @@ def teacher_pass(project: Project, model, tokenizer, inputs: list[dict], folder:
         if not main:
             records = load_cache(folder)
     return records
+
+
+def announce_sampling(project: Project, model, events) -> None:
+    """Record the settings the teacher samples with, and warn about the model's own ones that are off."""
+    config = project.generate
+    sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
+                "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
+    ignored = models_own_sampling(model)
+    message = "teacher samples with the project's [generate] settings only"
+    if ignored:
+        message += (" (the model's generation_config.json also sets " + ", ".join(f"{k} = {v}" for k, v in ignored.items())
+                    + ": off, because the labels are the raw distribution the tokens must be drawn from)")
+    events.emit("status", stage="teacher", message=message, sampling=sampling, model_settings_off=ignored)
 
 
 def sharded_teacher(project: Project, model, tokenizer, inputs: list[dict], events, partial: Path, stop_requested,

@@ -72,9 +72,10 @@ def weighted_by_operation(values: torch.Tensor, operations: torch.Tensor, weight
     weights = weights.to(values.device, values.dtype)
     count = torch.zeros_like(weights).index_add_(0, operations, torch.ones_like(values))
     total = torch.zeros_like(weights).index_add_(0, operations, values)
-    present = count > 0
-    means = total[present] / count[present]
-    return (weights[present] * means).sum() / weights[present].sum()
+    # Masks, not boolean indexing: that would be a nonzero(), a device sync in every step.
+    present = (count > 0).to(values.dtype)
+    means = total / count.clamp_min(1)
+    return (weights * present * means).sum() / (weights * present).sum()
 
 
 def dense_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

@@ -79,59 +79,73 @@ def test_cut_output_equals_the_prefix_scan(text, stops, bpe_tokenizer):
         assert cut_output(bpe_tokenizer, ids, {eos}, stops) == cut_by_prefix_scan(bpe_tokenizer, ids, {eos}, stops)
 
 
-# --- labels step by step (issue 9, item 3) -----------------------------------------
-
-def label_function(kind: str, generators: list[torch.Generator]):
-    """What the teacher passes as on_step: one step's (batch, vocab) logits -> sparse labels per row.
-
-    Each output draws its `sampled` labels from its own generator, so its labels do not depend
-    on which rows share its batch or how long they run.
-    """
-    from engine.teacher.teacher_pass import sparse_labels
-
-    def on_step(logits: torch.Tensor) -> list:
-        return [sparse_labels(logits[row: row + 1], [0], kind, 16, 3, generators[row]) for row in range(len(logits))]
-    return on_step
-
+# --- labels step by step (issue 9, item 3; a batch per step since issue 17) ----------
 
 @pytest.mark.parametrize("kind", ["sampled", "topk"])
 def test_labels_taken_step_by_step_equal_labels_from_kept_logits(model_and_tokenizer, kind):
+    """Each output draws its `sampled` labels from its own generator, so its labels do not depend
+    on which rows share its batch or how long they run."""
+    from engine.teacher.labels import BatchLabels, sampled_labels, topk_labels, uniforms
+
     model, tokenizer = model_and_tokenizer
     prompt_ids = [tokenizer(prompt).input_ids for prompt in PROMPTS]
     options = dict(max_new_tokens=6, temperature=1.0, stops=["\n"])
+    seeds = [100 + row for row in range(len(prompt_ids))]
     torch.manual_seed(5)
     with_logits = generate_batch(model, tokenizer, prompt_ids, keep_logits=True, **options)
     torch.manual_seed(5)
-    stepwise = generate_batch(model, tokenizer, prompt_ids, on_step=label_function(kind, [
-        torch.Generator().manual_seed(100 + row) for row in range(len(prompt_ids))]), **options)
-    from engine.teacher.teacher_pass import sparse_labels
-
-    for row, (kept, streamed) in enumerate(zip(with_logits, stepwise)):
+    recorder = BatchLabels(kind, 16, 3, [torch.Generator().manual_seed(seed) for seed in seeds], 6)
+    stepwise = generate_batch(model, tokenizer, prompt_ids, on_step=recorder, **options)
+    for seed, kept, streamed in zip(seeds, with_logits, stepwise):
         assert streamed.output_ids == kept.output_ids and streamed.logits is None  # same tokens, no dense logits
-        offsets, ids, probs = sparse_labels(kept.logits, kept.output_ids, kind, 16, 3,
-                                            torch.Generator().manual_seed(100 + row))
-        assert len(streamed.steps) == len(kept.output_ids)
-        for position, (step_offsets, step_ids, step_probs) in enumerate(streamed.steps):
-            begin, end = offsets[position].item(), offsets[position + 1].item()
-            assert step_ids.tolist() == ids[begin:end].tolist()
-            torch.testing.assert_close(step_probs, probs[begin:end], rtol=0, atol=0)
+        probs = torch.softmax(kept.logits.float(), -1)
+        if kind == "sampled":
+            expected = sampled_labels(probs, uniforms([torch.Generator().manual_seed(seed)], 6, 16)[0][: len(probs)])
+        else:
+            expected = topk_labels(probs, 3)
+        offsets, ids, label_probs = streamed.recorded
+        assert offsets.tolist() == expected[0].tolist() and ids.tolist() == expected[1].tolist()
+        torch.testing.assert_close(label_probs, expected[2], rtol=0, atol=0)
+
+
+class KeepLogits:
+    """A step recorder that keeps every step's logits (to compare with `keep_logits`)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def __call__(self, logits):
+        self.steps.append(logits.clone())
+
+    def rows(self, kept):
+        return [torch.stack([step[row] for step in self.steps])[:length] for row, length in enumerate(kept)]
 
 
 def test_step_function_sees_the_raw_logits_keep_logits_keeps(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     prompt_ids = [tokenizer(prompt).input_ids for prompt in PROMPTS]
     (kept, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4, keep_logits=True)
-    (streamed, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4,
-                                   on_step=lambda logits: list(logits.clone()))
-    assert torch.equal(torch.stack(streamed.steps), kept.logits)
+    (streamed, _) = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=4, on_step=KeepLogits())
+    assert torch.equal(streamed.recorded, kept.logits)
 
 
-def test_generate_all_tells_on_step_which_inputs_the_rows_are(model_and_tokenizer):
+class RowIndices:
+    def __init__(self, indices):
+        self.indices = indices
+
+    def __call__(self, logits):
+        pass
+
+    def rows(self, kept):
+        return [[index] * length for index, length in zip(self.indices, kept)]
+
+
+def test_generate_all_tells_the_recorder_which_inputs_the_rows_are(model_and_tokenizer):
     from engine.teacher.generation import generate_all
 
     model, tokenizer = model_and_tokenizer
     prompts = ["Input: abcdefgh\nOutput: ", "Input: a\nOutput: ", "Input: abc\nOutput: "]  # sorted by length: 1, 2, 0
     outputs = generate_all(model, tokenizer, prompts, batch_size=2, max_new_tokens=3,
-                           on_step=lambda logits, indices: list(indices))
+                           recorder_for=RowIndices)
     for index, output in enumerate(outputs):
-        assert output.steps == [index] * len(output.output_ids)
+        assert output.recorded == [index] * len(output.output_ids)

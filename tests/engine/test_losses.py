@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.training.losses import SparseTargets, dense_kl, pad_labels, soft_cross_entropy
-from engine.teacher.teacher_pass import sparse_labels
+from engine.teacher.labels import hard_labels, sampled_labels, topk_labels, uniforms
 
 VOCAB = 11
 
@@ -30,8 +30,7 @@ def reference_ce_kl(logits: torch.Tensor, targets: SparseTargets) -> tuple[torch
 
 
 def labels_from_teacher(kind: str, teacher_logits: torch.Tensor, generated: list[int]) -> SparseTargets:
-    offsets, ids, probs = sparse_labels(teacher_logits, generated, kind, num_samples=20, top_k=4,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of(kind, teacher_logits, generated, num_samples=20, top_k=4)
     per_position = [(ids[offsets[j]: offsets[j + 1]], probs[offsets[j]: offsets[j + 1]]) for j in range(len(generated))]
     label_ids, label_probs = pad_labels(per_position)
     # Answer positions scattered over a (2, 5) batch, one row longer than the other.
@@ -101,7 +100,16 @@ def test_dense_kl_matches_kl_div():
     assert torch.all(dense_kl(teacher_logits, teacher_logits).abs() < 1e-6)
 
 
-# --- engine.teacher.teacher_pass.sparse_labels ----------------------------------------------
+# --- the labels of engine.teacher.labels, kind by kind ------------------------------------
+
+def labels_of(kind: str, logits: torch.Tensor, generated: list[int], num_samples: int = 0, top_k: int = 0, seed: int = 0):
+    probs = torch.softmax(logits.float(), -1)
+    if kind == "hard":
+        return hard_labels(generated)
+    if kind == "topk":
+        return topk_labels(probs, top_k)
+    return sampled_labels(probs, uniforms([torch.Generator().manual_seed(seed)], len(probs), num_samples)[0])
+
 
 def split(offsets, ids, probs):
     return [(ids[offsets[j]: offsets[j + 1]], probs[offsets[j]: offsets[j + 1]]) for j in range(len(offsets) - 1)]
@@ -110,8 +118,7 @@ def split(offsets, ids, probs):
 def test_sampled_labels_are_counts_that_sum_to_one():
     torch.manual_seed(5)
     logits = torch.randn(7, VOCAB) * 3
-    offsets, ids, probs = sparse_labels(logits, [0] * 7, "sampled", num_samples=50, top_k=0,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of("sampled", logits, [0] * 7, num_samples=50)
     assert offsets.tolist()[0] == 0 and len(offsets) == 8 and offsets[-1] == len(ids) == len(probs)
     assert ids.dtype == torch.long and probs.dtype == torch.float32
     for position_ids, position_probs in split(offsets, ids, probs):
@@ -124,20 +131,18 @@ def test_sampled_labels_are_counts_that_sum_to_one():
 
 def test_sampled_labels_follow_the_teacher_and_the_seed():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1, 0.0]]))
-    offsets, ids, probs = sparse_labels(logits, [0], "sampled", num_samples=4000, top_k=0,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of("sampled", logits, [0], num_samples=4000)
     estimate = dict(zip(ids.tolist(), probs.tolist()))
     assert 3 not in estimate  # zero probability is never sampled
     assert abs(estimate[0] - 0.7) < 0.03 and abs(estimate[1] - 0.2) < 0.03 and abs(estimate[2] - 0.1) < 0.03
-    again = sparse_labels(logits, [0], "sampled", num_samples=4000, top_k=0, generator=torch.Generator().manual_seed(0))
+    again = labels_of("sampled", logits, [0], num_samples=4000)
     assert torch.equal(again[1], ids) and torch.equal(again[2], probs)
 
 
 def test_topk_labels_are_the_top_ids_renormalized():
     torch.manual_seed(6)
     logits = torch.randn(4, VOCAB)
-    offsets, ids, probs = sparse_labels(logits, [0] * 4, "topk", num_samples=0, top_k=3,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of("topk", logits, [0] * 4, top_k=3)
     softmax = torch.softmax(logits, -1)
     for row, (position_ids, position_probs) in enumerate(split(offsets, ids, probs)):
         assert len(position_ids) == 3
@@ -146,16 +151,13 @@ def test_topk_labels_are_the_top_ids_renormalized():
         torch.testing.assert_close(position_probs, expected)
         assert abs(position_probs.sum().item() - 1) < 1e-6
     # top_k larger than the vocabulary keeps the whole distribution.
-    offsets, ids, probs = sparse_labels(logits, [0] * 4, "topk", num_samples=0, top_k=1000,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of("topk", logits, [0] * 4, top_k=1000)
     assert offsets[-1] == 4 * VOCAB
 
 
 def test_hard_labels_are_the_generated_ids():
-    logits = torch.randn(3, VOCAB)
     generated = [4, 9, 2]
-    offsets, ids, probs = sparse_labels(logits, generated, "hard", num_samples=0, top_k=0,
-                                        generator=torch.Generator().manual_seed(0))
+    offsets, ids, probs = labels_of("hard", torch.randn(3, VOCAB), generated)
     assert offsets.tolist() == [0, 1, 2, 3]
     assert ids.tolist() == generated
     assert probs.tolist() == [1.0, 1.0, 1.0]
