@@ -149,3 +149,27 @@ def test_generate_all_tells_the_recorder_which_inputs_the_rows_are(model_and_tok
                            recorder_for=RowIndices)
     for index, output in enumerate(outputs):
         assert output.recorded == [index] * len(output.output_ids)
+
+
+# --- the model's own generation settings stay out (issue 26, item 1) ------------------
+
+def test_the_models_own_sampling_settings_do_not_reach_the_teacher(model_and_tokenizer):
+    """A generation_config.json with a repetition penalty or a top-k changes the distribution the tokens
+    are drawn from, while the labels come from the raw one: generation must ignore them."""
+    from engine.teacher.generation import models_own_sampling
+
+    model, tokenizer = model_and_tokenizer
+    prompt_ids = [tokenizer(prompt).input_ids for prompt in PROMPTS]
+    options = dict(max_new_tokens=8, temperature=1.0)
+    torch.manual_seed(11)
+    plain = generate_batch(model, tokenizer, prompt_ids, **options)
+    model.generation_config.repetition_penalty = 50.0
+    model.generation_config.top_k = 1
+    try:
+        assert models_own_sampling(model) == {"repetition_penalty": 50.0, "top_k": 1}
+        torch.manual_seed(11)
+        with_own = generate_batch(model, tokenizer, prompt_ids, **options)
+    finally:
+        model.generation_config.repetition_penalty, model.generation_config.top_k = 1.0, 50
+    assert [g.output_ids for g in with_own] == [g.output_ids for g in plain]
+    assert model.generation_config.repetition_penalty == 1.0  # the model's config is given back

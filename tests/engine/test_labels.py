@@ -86,3 +86,32 @@ def test_token_batches_fill_a_token_budget_in_length_order():
 def test_a_prompt_over_the_token_budget_names_its_input():
     with pytest.raises(EngineError, match=r"input #1 is 50 tokens.*over generate.max_batch_tokens = 40"):
         token_batches([[0] * 5, [0] * 50], max_new_tokens=8, batch_size=4, max_batch_tokens=40)
+
+
+def test_everything_that_changes_the_teachers_outputs_is_in_the_cache_key(tmp_path, char_model_dir):
+    """Batching changes the padding, so the numerics (issue 26, item 2); so do device, dtype, attention kernel."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from engine.project.loader import load_project
+    from engine.teacher.teacher_pass import cache_key
+    from engine_fixtures import write_project
+
+    project = load_project(write_project(tmp_path / "p", char_model_dir))
+    inputs = [{"input": "ab"}]
+
+    def generate(**changes):
+        return dataclasses.replace(project, generate=dataclasses.replace(project.generate, **changes))
+
+    def model(device="cpu", dtype=torch.float32, attention="sdpa"):
+        weights = torch.zeros(1, dtype=dtype)
+        return SimpleNamespace(device=torch.device(device), parameters=lambda: iter([weights]),
+                               config=SimpleNamespace(_attn_implementation=attention))
+
+    base = cache_key(project, inputs, model=model())
+    assert cache_key(generate(batch_size=4), inputs, model=model()) != base
+    assert cache_key(generate(max_batch_tokens=1000), inputs, model=model()) != base
+    assert cache_key(project, inputs, model=model(device="meta")) != base
+    assert cache_key(project, inputs, model=model(dtype=torch.bfloat16)) != base
+    assert cache_key(project, inputs, model=model(attention="eager")) != base
+    assert cache_key(project, inputs, model=model()) == base
