@@ -33,6 +33,9 @@ def option(default: Any, help: str, choices: tuple | None = None, *, minimum: fl
 # asked for every input at once, so a huge count would run out of memory without a word.
 MAX_COUNT = 10_000_000
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+# Each rendering of a teacher ensemble is one more teacher forward pass per input: 2,000 took
+# 116 s on 16 inputs of the tiny model (issue 24), so a 256-input real run would take days.
+MAX_ENSEMBLE = 64
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,16 @@ class InputsConfig:
     function: str = option("", "python source: `module:function` in the project folder, called as function(rng, n, **options).")
     options: dict = option({}, "python source: keyword settings passed to the function, e.g. {digits = 4}.")
     path: str = option("", "file source: a .jsonl or .csv file, relative to the project folder.")
-    dataset: str = option("", "datasets source: a dataset name or local folder for `datasets.load_dataset`.")
+    dataset: str = option("", "datasets source: a hub id in the local cache, a `save_to_disk` folder, a .jsonl/.json/"
+                              ".csv/.parquet file, or a folder of data files (relative to the project folder).")
     dataset_config: str = option("", "datasets source: the configuration name, if any.")
-    split: str = option("train", "datasets source: the split to read.")
+    split: str = option("train", "datasets source: the split to read (a single data file has only `train`).")
     input_field: str = option("input", "file/datasets source: the column holding the raw input.")
     label_field: str = option("label", "file/datasets source: the column holding the label (optional).")
+    columns: dict = option({}, "file/datasets source: template variable -> column, e.g. {input = \"question\", label = "
+                               "\"answer\"}; wins over input_field/label_field; other columns keep their names.")
+    filter: str = option("", "file/datasets source: `module:function(row) -> bool` in the project folder; rows "
+                             "(after `columns`) it rejects are never drawn.")
     fewshot_prompt: str = option("", "fewshot source: a prompt of example inputs; the model continues it to invent new ones.")
     fewshot_max_new_tokens: int = option(48, "fewshot source: tokens sampled per invented input (one line is kept).", minimum=1)
     label_function: str = option("", "Optional `module:function(input) -> label or None` in the project folder: labels every "
@@ -86,7 +94,8 @@ class TemplateConfig:
 @dataclass(frozen=True)
 class TeacherConfig(TemplateConfig):
     ensemble: int = option(1, "Teacher prompts rendered per input (each draws its own `| sample(n)` of examples); "
-                              "their probabilities are averaged at every answer token (paper hypothesis 5).", minimum=1)
+                              "their probabilities are averaged at every answer token (paper hypothesis 5).",
+                           minimum=1, maximum=MAX_ENSEMBLE)
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,8 @@ class DistillConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     count: int = option(64, "Held-out inputs (disjoint from the distillation set).", minimum=1, maximum=MAX_COUNT)
+    split: str = option("", "datasets source: draw the held-out inputs from this split of `inputs.dataset` (e.g. "
+                            "\"test\"); empty: a seeded share of `inputs.split`.")
     metrics: list = option(["exact_match", "rouge_l"],
                            "exact_match, exact_match_normalized (case, punctuation, articles), rouge_l (stemmed, best over an "
                            "input's `references`), accuracy (vs labels), answer_kl, or `module:function(prediction, reference) -> float`.")

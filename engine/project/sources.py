@@ -3,7 +3,9 @@
 Every source yields input dicts (`{"input": ..., "label": ...}`, label
 optional, other keys kept for templates). `load_inputs` returns a distillation
 set and a disjoint held-out eval set: inputs are deduplicated before splitting,
-so no eval input was ever distilled on.
+so no eval input was ever distilled on. With `eval.split` the held-out set is the
+user's own split of the dataset, and any input in it is dropped from the
+distillation set.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ PROBE_SIZE = 20_000
 
 def load_inputs(project: Project, model=None, tokenizer=None) -> tuple[list[dict], list[dict]]:
     """(distill inputs, eval inputs), sizes `inputs.count` and `eval.count`."""
+    if project.eval.split:
+        return _with_eval_split(project)
     wanted = project.inputs.count + project.eval.count
     pool = _unique(_draw(project, wanted, model, tokenizer))
     if len(pool) < wanted:
@@ -40,13 +44,32 @@ def load_inputs(project: Project, model=None, tokenizer=None) -> tuple[list[dict
 
 def sample_inputs(project: Project, n: int, model=None, tokenizer=None) -> list[dict]:
     """A few held-out inputs for previews (never from the distillation set)."""
+    if project.eval.split:
+        return _unique(_draw(project, n, model, tokenizer, split_key="eval.split"))[:n]
     wanted = project.inputs.count + n
     pool = _unique(_draw(project, wanted, model, tokenizer))
     held_out = pool[project.inputs.count: wanted]
     return held_out or pool[:n]
 
 
-def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
+def _with_eval_split(project: Project) -> tuple[list[dict], list[dict]]:
+    """Held-out inputs from `eval.split` (the user's own test set), the distillation set from `inputs.split`."""
+    count, eval_count = project.inputs.count, project.eval.count
+    held_out = _unique(_draw(project, eval_count, None, None, split_key="eval.split"))
+    if len(held_out) < eval_count:
+        raise EngineError(f"`eval.split` = {project.eval.split!r} gave only {len(held_out)} unique inputs, but "
+                          f"`eval.count` = {eval_count}; lower `eval.count`")
+    held_out = held_out[:eval_count]
+    scored = {_key(row["input"]) for row in held_out}
+    # Ask for enough that dropping every input the eval split shares still leaves `inputs.count`.
+    pool = [row for row in _unique(_draw(project, count + eval_count, None, None)) if _key(row["input"]) not in scored]
+    if len(pool) < count:
+        raise EngineError(f"`inputs.split` = {project.inputs.split!r} gave only {len(pool)} unique inputs that are not "
+                          f"in `eval.split` = {project.eval.split!r}, but `inputs.count` = {count}; lower `inputs.count`")
+    return pool[:count], held_out
+
+
+def _draw(project: Project, wanted: int, model, tokenizer, split_key: str = "inputs.split") -> list[dict]:
     config = project.inputs
     rng = random.Random(config.seed)
     label = _label_function(project)
@@ -57,11 +80,11 @@ def _draw(project: Project, wanted: int, model, tokenizer) -> list[dict]:
         # Ask for a margin of extra inputs: duplicates are dropped before the split.
         rows = _python_rows(function, rng, wanted + max(8, wanted // 10), config.options)
     elif config.source == "file":
-        rows = _read_file(project.dir / config.path, config)
+        keep = _row_filter(project)
+        rows = [row for row in _read_file(project.dir / config.path, config) if keep(row)]
         rng.shuffle(rows)
     elif config.source == "datasets":
-        rows = _read_dataset(project)
-        rng.shuffle(rows)
+        rows = _read_dataset(project, split_key, rng, wanted)
     else:
         if model is None:
             raise EngineError("`inputs.source` = 'fewshot' samples inputs from the model: load the model first")
@@ -164,21 +187,57 @@ def _normalize(row, index: int, source: str = "") -> dict:
 def _unique(rows: list[dict]) -> list[dict]:
     seen, unique = set(), []
     for row in rows:
-        key = json.dumps(row, sort_keys=True, default=str)
+        key = _key(row)
         if key not in seen:
             seen.add(key)
             unique.append(row)
     return unique
 
 
+def _key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _column_map(config) -> dict[str, tuple[str, str]]:
+    """Template variable -> (column, the key that named it); `inputs.columns` wins over the *_field keys."""
+    mapping = {"input": (config.input_field, "inputs.input_field"), "label": (config.label_field, "inputs.label_field")}
+    mapping.update({variable: (column, f"inputs.columns.{variable}") for variable, column in config.columns.items()})
+    return mapping
+
+
+def _missing_column(columns, config) -> str | None:
+    """The first problem of a mapped column that the data lacks (a label column is optional unless `columns` names it)."""
+    for variable, (column, key) in _column_map(config).items():
+        if column not in columns and key != "inputs.label_field":
+            return f"`{key}` = {column!r}: not a column (columns: {', '.join(map(str, columns))})"
+    return None
+
+
 def _rename(row: dict, config, where: str = "") -> dict:
-    if config.input_field not in row:
-        raise EngineError(f"{where}`inputs.input_field` = {config.input_field!r}: not a column (columns: {', '.join(map(str, row))})")
-    renamed = {key: value for key, value in row.items()}
-    renamed["input"] = row[config.input_field]
-    if config.label_field in row:
-        renamed["label"] = row[config.label_field]
+    problem = _missing_column(row, config)
+    if problem:
+        raise EngineError(where + problem)
+    renamed = dict(row)
+    for variable, (column, _key_name) in _column_map(config).items():
+        if column in row:
+            renamed[variable] = row[column]
     return renamed
+
+
+def _row_filter(project: Project):
+    """`inputs.filter` as a predicate on renamed rows, checked to answer true or false (all rows pass without it)."""
+    reference = project.inputs.filter
+    if not reference:
+        return lambda row: True
+    function = load_callable(project.dir, reference, "inputs.filter", "function(row)")
+
+    def keep(row: dict) -> bool:
+        verdict = function(row)
+        if not isinstance(verdict, bool):
+            raise EngineError(f"`inputs.filter` = {reference!r} returned {_show(verdict)} for row {_show(row)}: "
+                              "expected true or false")
+        return verdict
+    return keep
 
 
 def _read_file(path: Path, config) -> list[dict]:
@@ -209,17 +268,32 @@ def _read_file(path: Path, config) -> list[dict]:
     return [_rename(row, config) for row in rows]
 
 
-def _read_dataset(project: Project) -> list[dict]:
-    import datasets
+def _read_dataset(project: Project, split_key: str, rng: random.Random, wanted: int) -> list[dict]:
+    """A seeded sample of `wanted` unique rows (after `columns` and `filter`) of one split.
+
+    Rows are read in a shuffled order and only until enough are found, so a large
+    dataset is never turned into Python rows whole.
+    """
+    from engine.project.datasets_source import load_split
 
     config = project.inputs
-    local = project.dir / config.dataset
-    name = str(local) if local.exists() else config.dataset
-    try:
-        dataset = datasets.load_dataset(name, config.dataset_config or None, split=config.split)
-    except Exception as error:
-        raise EngineError(f"`inputs.dataset` = {config.dataset!r}: could not load it ({type(error).__name__}: {error})") from None
-    return [_rename(dict(row), config) for row in dataset]
+    split = project.eval.split if split_key == "eval.split" else config.split
+    dataset = load_split(project.dir, config, split, split_key)
+    problem = _missing_column(dataset.column_names, config)
+    if problem:
+        raise EngineError(f"{problem} in split {split!r} of `inputs.dataset` = {config.dataset!r}")
+    keep = _row_filter(project)
+    order = list(range(len(dataset)))
+    rng.shuffle(order)
+    rows, seen = [], set()
+    for index in order:
+        row = _rename(dataset[index], config)
+        if keep(row):
+            rows.append(row)
+            seen.add(_key(row))
+            if len(seen) >= wanted and not config.label_function:  # a label function may drop some
+                break
+    return rows
 
 
 def _fewshot(project: Project, wanted: int, model, tokenizer, keep=None) -> list[dict]:

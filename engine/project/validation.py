@@ -135,6 +135,7 @@ def _validate_operation(project: Project, operation: Operation) -> list[str]:
         problem = reference and reference_problem(reference, f"{prefix}inputs.{key}")
         if problem:
             problems.append(problem)
+    problems += _source_key_problems(operation, prefix, owner("eval"))
     problems += _range_problems(inputs, prefix + "inputs.")
     problems += _range_problems(teacher, owner("teacher") + "teacher.")
     prefix = owner("extract")
@@ -157,6 +158,33 @@ def _validate_operation(project: Project, operation: Operation) -> list[str]:
         if problem:
             problems.append(problem)
     problems += _validate_ensemble(teacher, owner("teacher"))
+    return problems
+
+
+def _source_key_problems(operation: Operation, prefix: str, eval_prefix: str) -> list[str]:
+    """`inputs.columns`, `inputs.filter` and `eval.split`: keys of the file/datasets sources only (issue 23)."""
+    from engine.project.usercode import reference_problem
+
+    inputs, problems = operation.inputs, []
+    tabular = inputs.source in ("file", "datasets")
+    for key, value in (("columns", inputs.columns), ("filter", inputs.filter)):
+        if value and not tabular:
+            problems.append(f"`{prefix}inputs.{key}` is set, but `{prefix}inputs.source` = {inputs.source!r}: "
+                            "it applies to the file and datasets sources only")
+    for variable, column in inputs.columns.items():
+        if not isinstance(column, str) or not column:
+            problems.append(f"`{prefix}inputs.columns.{variable}` = {column!r}: expected a column name (a string), "
+                            f"e.g. columns = {{ input = \"question\" }}")
+    problem = inputs.filter and reference_problem(inputs.filter, f"{prefix}inputs.filter")
+    if problem:
+        problems.append(problem)
+    split = operation.eval.split
+    if split and inputs.source != "datasets":
+        problems.append(f"`{eval_prefix}eval.split` = {split!r} needs `{prefix}inputs.source` = 'datasets' "
+                        "(a split of `inputs.dataset`); leave it empty for a seeded share of the inputs")
+    elif split and split == inputs.split:
+        problems.append(f"`{eval_prefix}eval.split` = {split!r} is `{prefix}inputs.split` too: name another split "
+                        "(e.g. \"test\"), or leave it empty for a seeded share of the inputs")
     return problems
 
 
