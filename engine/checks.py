@@ -8,7 +8,8 @@ loaded; `ctxdistill check PROJECT_DIR` runs it on its own.
 What it checks, per operation: the project's functions import and take the
 arguments the engine passes; a custom metric returns a number on a label; the
 held-out inputs have the labels that `eval.reference` and `accuracy` need; the
-templates render the first input; and `model.device` exists on this machine.
+templates render the first input; `model.device` exists on this machine; and
+`model.name` resolves (a hub id is in the local cache) without loading weights.
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def preflight(project: Project, inputs: Inputs | None = None) -> None:
 
 
 def preflight_problems(project: Project, inputs: Inputs | None = None) -> list[str]:
-    from engine.models import precision_problems, resolve_device
+    from engine.models import local_source, precision_problems, resolve_device, resolve_model_path
     from engine.runs.trackers import tracker_problems
 
     problems = []
     try:
         resolve_device(project.model.device)
         problems += precision_problems(project)  # e.g. bfloat16 asked for on a CPU
+    except EngineError as error:
+        problems.append(str(error))
+    try:  # the model is there (a hub id in the local cache), its weights not read
+        local_source(project.model.name, resolve_model_path(project.model.name, project.dir))
     except EngineError as error:
         problems.append(str(error))
     problems += tracker_problems(project)  # `distill.report_to` names a tracker whose package is missing

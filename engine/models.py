@@ -2,7 +2,7 @@
 
 Safetensors only and no remote code unless the project says so: a project
 file should never be able to run code you did not write. A hub id is read from
-the local Hugging Face cache only (`huggingface-cli download <id>` fills it), so
+the local Hugging Face cache only (`hf download <id>` fills it), so
 no command ever waits on a network. A LoRA student (an adapter folder, see
 engine/training/lora.py) loads as its base with the adapter merged in.
 """
@@ -60,8 +60,18 @@ def local_source(name: str, source: str) -> str:
                           "a local folder, or `toy-base`)") from None
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         raise EngineError(f"`model.name` = {name!r}: not in the local cache ({constants.HF_HUB_CACHE}): run "
-                          f"`huggingface-cli download {source}` first (the engine never downloads; set HF_HOME "
+                          f"`{download_command(source)}` first (the engine never downloads; set HF_HOME "
                           "or HF_HUB_CACHE if your cache lives elsewhere)") from None
+
+
+def download_command(repo_id: str) -> str:
+    """The command that fills the cache with `repo_id`, as the installed huggingface_hub names it:
+    `hf` since 0.34, where `huggingface-cli` was deprecated (1.0 removed it)."""
+    import huggingface_hub
+    from packaging.version import Version
+
+    new = Version(huggingface_hub.__version__) >= Version("0.34")
+    return f"{'hf' if new else 'huggingface-cli'} download {repo_id}"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -41,7 +41,16 @@ def test_the_shipped_project_is_the_papers_hypothesis_2_on_qwen_with_lora():
     assert all(row["label"] == row["references"][0] for row in rows)
 
 
-def test_the_config_checker_passes_it(capsys):
+def test_the_config_checker_passes_it(capsys, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from test_models import put_in_cache
+
+    # `check` resolves the hub id in the local cache without reading weights: a snapshot with a config will do.
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    put_in_cache(tmp_path / "hub", "Qwen/Qwen2.5-0.5B-Instruct", tmp_path / "snapshot")
     assert main(["check", str(PROJECT)]) == 0
     output = capsys.readouterr().out
     assert "48 distillation inputs, 12 held out" in output and output.rstrip().endswith(": ok")

@@ -26,7 +26,7 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 
 
 def put_in_cache(cache: Path, repo_id: str, folder: Path, commit: str = "0123456789abcdef0123456789abcdef01234567"):
-    """Lay `folder` out the way `huggingface-cli download` leaves a model repository in the cache."""
+    """Lay `folder` out the way `hf download` leaves a model repository in the cache."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     shutil.copytree(folder, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
@@ -45,8 +45,23 @@ def test_a_hub_id_not_in_the_cache_is_a_clear_error_at_once(hub_cache, monkeypat
             load(ModelConfig(name="Qwen/Qwen2.5-0.5B-Instruct", device="cpu"))
         message = str(raised.value)
         assert "`model.name` = 'Qwen/Qwen2.5-0.5B-Instruct': not in the local cache" in message
-        assert "run `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct` first" in message
+        assert "run `hf download Qwen/Qwen2.5-0.5B-Instruct` first" in message
     assert time.monotonic() - started < 10, "no network wait"
+
+
+def test_the_download_command_is_the_one_the_installed_huggingface_hub_provides(monkeypatch):
+    import sys
+
+    import huggingface_hub
+
+    from engine.models import download_command
+
+    command = download_command("Qwen/Qwen2.5-0.5B-Instruct")
+    assert command == "hf download Qwen/Qwen2.5-0.5B-Instruct"  # huggingface_hub >= 0.34 (1.0 removed the old name)
+    executable = command.split()[0]
+    assert shutil.which(executable) or Path(sys.executable).with_name(executable).exists()
+    monkeypatch.setattr(huggingface_hub, "__version__", "0.33.4")
+    assert download_command("org/name") == "huggingface-cli download org/name"
 
 
 def test_a_hub_id_in_the_cache_loads_from_its_snapshot(hub_cache, char_model_dir):

@@ -43,7 +43,7 @@ def test_a_hub_id_not_in_the_cache(tmp_path, monkeypatch, capsys):
     project = write_project(tmp_path / "hub", "Qwen/Qwen2.5-0.5B-Instruct")
     error = fails_before_any_work(project, capsys)
     assert "`model.name` = 'Qwen/Qwen2.5-0.5B-Instruct': not in the local cache" in error
-    assert "`huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct` first" in error
+    assert "`hf download Qwen/Qwen2.5-0.5B-Instruct` first" in error
 
 
 def test_chat_template_on_a_model_without_one(tmp_path, char_model_dir, capsys):
