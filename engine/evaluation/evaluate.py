@@ -212,12 +212,24 @@ class UnicodeRougeTokenizer:
 
 
 def rouge_l(predictions: list[str], references: list[list[str] | str]) -> list[float]:
-    """Rouge-L F1, stemmed, best over each prediction's references (the Natural-Instructions scorer)."""
+    """Rouge-L F1, stemmed, best over each prediction's references (the Natural-Instructions scorer).
+
+    Two texts without a word (an empty answer, a newline) agree: 1.0 by definition, where
+    rouge-score says 0. So the teacher scored against itself is 1 even on a model that
+    answers nothing (issue 26, item 5); an empty answer against a non-empty one stays 0.
+    """
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeRougeTokenizer())
-    return [max(scorer.score(reference, prediction)["rougeL"].fmeasure for reference in
-                ([refs] if isinstance(refs, str) else refs)) for prediction, refs in zip(predictions, references)]
+    tokenizer = UnicodeRougeTokenizer()
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizer)
+
+    def f1(reference: str, prediction: str) -> float:
+        if not tokenizer.tokenize(reference) and not tokenizer.tokenize(prediction):
+            return 1.0
+        return scorer.score(reference, prediction)["rougeL"].fmeasure
+
+    return [max(f1(reference, prediction) for reference in ([refs] if isinstance(refs, str) else refs))
+            for prediction, refs in zip(predictions, references)]
 
 
 # --- answer KL ----------------------------------------------------------------
