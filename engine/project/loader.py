@@ -208,8 +208,8 @@ def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, 
     elif expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return wrong("an integer")
-        if value < 0:
-            return wrong("a non-negative integer")
+        if value < min(0, metadata.get("minimum") or 0):  # -1 means "auto" where the schema allows it
+            return wrong(expected_range("an integer", metadata) or "a non-negative integer")
     elif expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return wrong("a number")

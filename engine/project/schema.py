@@ -153,8 +153,11 @@ class DistillConfig:
     log_every: int = option(1, "Emit a train event every N steps.", minimum=1)
     mixed_precision: str = option("auto", "auto (bf16 on CUDA), no, bf16, fp16.", ("auto", "no", "bf16", "fp16"))
     num_processes: int = option(1, "Processes for `accelerate launch` (the TUI launches through it when > 1).", minimum=1)
-    vocab_chunk: int = option(0, "Apply the LM head to the answer rows this many vocabulary entries at a time "
-                                 "(0 = all at once; set e.g. 32768 for 128k vocabularies to cut peak memory).")
+    vocab_chunk: int = option(-1, "Apply the LM head to the answer rows this many vocabulary entries at a time, "
+                                  "recomputed in the backward pass: less memory for the logits, one more LM-head pass "
+                                  "of time. -1 (auto): 32768 only where that saves memory (a frozen head, as with "
+                                  "LoRA, or far more answer tokens per batch than the hidden size); 0: never.",
+                              minimum=-1)
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, about a "
                                                  "third more time per step).")
     report_to: list = option([], "Experiment trackers that also get the run's figures (events.jsonl stays the record): "

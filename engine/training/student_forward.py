@@ -50,6 +50,30 @@ def head_on_rows(model, positions: torch.Tensor, keep_hidden: list | None = None
         handle.remove()
 
 
+AUTO_VOCAB_CHUNK = 32768
+
+
+def vocab_chunk_for(model, answer_rows: int, setting: int) -> int | None:
+    """The vocabulary chunk of a step: `setting` when > 0, none when 0; -1 (auto) chunks only where it
+    saves memory.
+
+    Chunking saves the (answer rows x vocab) logits and their gradient, but each chunk's gradient
+    of the LM head weight is a (vocab x hidden) buffer of its own: with a trained head that costs
+    more than it saves until the answer rows are far above the hidden size (measured in bench/:
+    1.35x the time and more memory at hidden 512, vocab 128k). A frozen head (LoRA) has no such
+    buffer, so there it always pays at a large vocabulary.
+    """
+    if setting >= 0:
+        return setting or None
+    head = output_head(model)
+    vocab, hidden = head.weight.shape
+    if vocab <= AUTO_VOCAB_CHUNK or getattr(getattr(model, "config", None), "final_logit_softcapping", None):
+        return None
+    if not head.weight.requires_grad or answer_rows > 4 * hidden:
+        return AUTO_VOCAB_CHUNK
+    return None
+
+
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """(P, vocab) student logits at `positions` (P, 2); input_ids, attention_mask: (batch, seq).
 

@@ -35,7 +35,7 @@ from engine.training.batches import BatchPlan
 from engine.project.schema import Project
 from engine.training.data import DistillExample, collate
 from engine.errors import EngineError, StopRequested
-from engine.training.student_forward import answer_cross_entropy
+from engine.training.student_forward import answer_cross_entropy, vocab_chunk_for
 from engine.training import lora
 from engine.models import load_model, precision_problem, resolve_model_path
 from engine.runs.processes import any_process
@@ -248,7 +248,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                     # The LM head runs at the answer positions only: the loss needs no other rows.
                     loss, kl = answer_cross_entropy(model, input_ids.to(accelerator.device),
                                                     attention_mask.to(accelerator.device), targets.to(accelerator.device),
-                                                    loss_weights, vocab_chunk=config.vocab_chunk or None)
+                                                    loss_weights,
+                                                    vocab_chunk=vocab_chunk_for(model, len(targets.positions), config.vocab_chunk))
                     accelerator.backward(loss / config.grad_accum)
                 step_loss += loss.item() / config.grad_accum
                 step_kl += kl.item() / config.grad_accum

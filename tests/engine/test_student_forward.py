@@ -107,3 +107,28 @@ def test_the_default_leaves_half_the_cpus_and_respects_omp_num_threads(restore_t
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.configure_threads(None) == 3
     assert 1 <= threads.usable_cpus()
+
+
+def test_vocab_chunk_auto_chunks_only_where_it_saves_memory():
+    """Issue 17, item 6: a trained head pays a (vocab x hidden) gradient buffer per chunk."""
+    from types import SimpleNamespace
+
+    from engine.training.student_forward import AUTO_VOCAB_CHUNK, vocab_chunk_for
+
+    class Head(torch.nn.Module):
+        def __init__(self, vocab: int, hidden: int, softcap=None):
+            super().__init__()
+            self.head = torch.nn.Linear(hidden, vocab, bias=False)
+            self.config = SimpleNamespace(final_logit_softcapping=softcap)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    big = Head(40_000, 16)
+    assert vocab_chunk_for(big, answer_rows=32, setting=-1) is None  # trained head, few rows: chunking costs more
+    assert vocab_chunk_for(big, answer_rows=65, setting=-1) == AUTO_VOCAB_CHUNK  # rows far above hidden 16
+    big.head.weight.requires_grad_(False)  # LoRA: the head is frozen
+    assert vocab_chunk_for(big, answer_rows=1, setting=-1) == AUTO_VOCAB_CHUNK
+    assert vocab_chunk_for(Head(1000, 16).requires_grad_(False), answer_rows=1, setting=-1) is None  # small vocabulary
+    assert vocab_chunk_for(Head(40_000, 16, softcap=30.0).requires_grad_(False), 1, -1) is None  # soft-capped logits
+    assert vocab_chunk_for(big, 1, 0) is None and vocab_chunk_for(big, 1, 4096) == 4096  # set by the user
