@@ -20,6 +20,8 @@ from engine.errors import EngineError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctxdistill", description="Context distillation (Snell, Klein & Zhong, 2022).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let transformers, huggingface_hub and datasets draw their own progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="distill a project: teacher pass, training, evaluation")
@@ -58,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as transformers_logging
+    from engine.quiet import VERBOSE_ENV, quiet_libraries
 
-    transformers_logging.disable_progress_bar()  # our own progress comes from the run's events
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    quiet_libraries()  # our own progress comes from the run's events
     try:
         if args.command == "run":
             return command_run(args)

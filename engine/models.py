@@ -168,9 +168,9 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     (engine/training/lora.py); with `model.chat_template` the template's end-of-turn token
     also ends generation.
     """
-    from transformers.utils import logging as transformers_logging
+    from engine.quiet import quiet_libraries
 
-    transformers_logging.disable_progress_bar()  # runs report progress through their events; the TUI owns the screen
+    quiet_libraries()  # runs report progress through their events; the TUI owns the screen
     device = device or resolve_device(config.device)
     model = _load_weights(config, project_dir, path or config.name, device)
     model.project_context_window = config.context_window or None  # a project limit below the model's own
