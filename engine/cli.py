@@ -18,28 +18,34 @@ from engine.errors import EngineError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ctxdistill", description="Context distillation (Snell, Klein & Zhong, 2022).")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from engine.project.scaffold import DESCRIPTIONS, TEMPLATES
+    from engine.versions import VersionAction
+
+    parser = argparse.ArgumentParser(prog="ctxdistill", description="Context distillation (Snell, Klein & Zhong, 2022).",
+                                     epilog=NO_ARGUMENT_RULE)
+    parser.add_argument("--version", action=VersionAction)
+    parser.add_argument("--debug", action="store_true", help="show a traceback for an error (default: one line)")
     parser.add_argument("--verbose", action="store_true",
                         help="let transformers, huggingface_hub and datasets draw their own progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="distill a project: teacher pass, training, evaluation")
-    run.add_argument("project_dir", type=Path, help="folder holding project.toml (default: the instructions sample)", nargs="?")
+    run.add_argument("project_dir", type=Path, help=PROJECT_DIR_HELP, nargs="?", metavar="PROJECT_DIR")
     run.add_argument("--run-dir", type=Path, help="write the run here (default: PROJECT_DIR/runs/<utc>-<name>)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     preview = commands.add_parser("preview", help="render both prompts for K inputs and show the teacher's answers")
-    preview.add_argument("project_dir", type=Path, nargs="?")
+    preview.add_argument("project_dir", type=Path, nargs="?", metavar="PROJECT_DIR", help=PROJECT_DIR_HELP)
     preview.add_argument("--n", type=positive_int, default=3, help="how many inputs (at least 1)")
     preview.add_argument("--op", metavar="NAME", help="which operation (default: each one in turn)")
 
     check = commands.add_parser("check", help="check a project without loading a model: settings, inputs, code, templates")
-    check.add_argument("project_dir", type=Path, nargs="?")
+    check.add_argument("project_dir", type=Path, nargs="?", metavar="PROJECT_DIR", help=PROJECT_DIR_HELP)
 
     evaluate = commands.add_parser("eval", help="re-evaluate a run's saved student on its held-out inputs")
-    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                          help="a run folder (PROJECT_DIR/runs/<utc>-<name>) whose student was saved")
 
     export = commands.add_parser("export", help="write a finished run's student as a Hugging Face model folder "
                                  "(full weights, LoRA merged; tokenizer, generation config, model card)")
@@ -48,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
 
     init = commands.add_parser("init", help="create a new project folder from a template (runs as it is)")
     init.add_argument("project_dir", type=Path, metavar="DIR", help="the new project's folder")
-    init.add_argument("--template", default="instructions",
-                      choices=("instructions", "scratchpad", "fewshot", "empty"),
-                      help="instructions (paper 3.1), scratchpad (3.3), fewshot (3.2), or empty")
+    init.add_argument("--template", default="instructions", choices=TEMPLATES,
+                      help="; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in TEMPLATES) + " (default: instructions)")
+    init.add_argument("--model", metavar="NAME",
+                      help="the model: a local folder or a hub id in the local cache (default: the template's own; "
+                           "chat: Qwen/Qwen2.5-0.5B-Instruct)")
 
     args = parser.parse_args(argv)
     if args.command == "init":
@@ -120,12 +128,24 @@ def command_check(args) -> int:
     from engine.checks import check_project
     from engine.project.loader import load_project
 
-    print(check_project(load_project(args.project_dir or default_project())))
+    print(check_project(load_project(project_dir(args))))
     return 0
 
 
-def default_project() -> Path:
-    return Path(__file__).resolve().parent.parent / "sample_projects" / "instructions"
+# One rule for "no argument", the same in ctxtui (issue 23).
+NO_ARGUMENT_RULE = "Without PROJECT_DIR, run, check and preview use the project in the current folder, as ctxtui does."
+PROJECT_DIR_HELP = "a folder holding project.toml (default: the current folder)"
+
+
+def project_dir(args) -> Path:
+    """The PROJECT_DIR argument, else the current folder: an error that says what to pass when it has no project."""
+    if args.project_dir is not None:
+        return args.project_dir
+    here = Path.cwd()
+    if not (here / "project.toml").is_file():
+        raise EngineError(f"no project.toml in the current folder ({here}): pass PROJECT_DIR, e.g. "
+                          f"`ctxdistill {args.command} sample_projects/instructions`, or create one with `ctxdistill init DIR`")
+    return here
 
 
 def command_run(args) -> int:
@@ -139,7 +159,7 @@ def command_run(args) -> int:
         if adopted:
             print(f"resuming with the project file's new {', '.join(adopted)}")
     else:
-        project = load_project(args.project_dir or default_project())
+        project = load_project(project_dir(args))
         run_dir = args.run_dir or new_run_dir(project)
     from engine.runs.processes import process_state, shared
 
@@ -178,7 +198,7 @@ def command_preview(args) -> int:
     from engine.project.loader import load_project
     from engine.preview import preview
 
-    project = load_project(args.project_dir or default_project())
+    project = load_project(project_dir(args))
     names = [operation.name for operation in project.operations]
     if args.op is not None and args.op not in names:
         raise EngineError(f"--op {args.op!r}: no such operation (operations: {', '.join(names)})")
@@ -206,7 +226,7 @@ def _print_preview(items) -> None:
 def command_init(args) -> int:
     from engine.project.scaffold import create_project
 
-    folder = create_project(args.project_dir, args.template)
+    folder = create_project(args.project_dir, args.template, model=args.model)
     print(f"created {folder / 'project.toml'} and {folder / 'tasks.py'} ({args.template})\n"
           f"next: ctxdistill preview {folder}   ctxdistill run {folder}   or open it with: ctxtui {folder}")
     return 0

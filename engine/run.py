@@ -30,6 +30,7 @@ from engine.training.data import build_examples
 from engine.checks import preflight, project_warnings
 from engine.errors import EngineError, MetricError, StopRequested
 from engine.runs.events import EventWriter
+from engine.versions import versions
 from engine.teacher.extractors import Extractor
 from engine.runs.layout import RunLayout, is_saved_model, publish_student
 from engine.runs.model_card import write_student_cards
@@ -67,7 +68,8 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
                 run_dir=str(run_dir), processes=state.num_processes, ranks=gathered(state, whoami(state)), threads=threads,
-                stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations])
+                stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations],
+                versions=versions())
     stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
     try:
         # The main process's draw for all: a few-shot source samples its inputs from the model.

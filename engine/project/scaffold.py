@@ -13,8 +13,9 @@ from pathlib import Path
 from engine.errors import EngineError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "scaffold_templates"
-TEMPLATES = ("instructions", "scratchpad", "fewshot", "empty")
+TEMPLATES = ("instructions", "scratchpad", "fewshot", "chat", "empty")
 DESCRIPTIONS = {
+    "chat": "bake a long system prompt into a chat model, with LoRA (`--model` names it)",
     "instructions": "bake an instruction into the model (paper 3.1)",
     "scratchpad": "answer directly what the teacher works out step by step (paper 3.3)",
     "fewshot": "internalize worked examples (paper 3.2)",
@@ -22,13 +23,20 @@ DESCRIPTIONS = {
 }
 
 
-def create_project(folder: Path | str, template: str = "instructions") -> Path:
-    """Write `template`'s files into `folder` (created if missing); returns the folder."""
+# The chat template's model when none is given: small, and the one the README's chat examples use.
+DEFAULT_CHAT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def create_project(folder: Path | str, template: str = "instructions", model: str | None = None) -> Path:
+    """Write `template`'s files into `folder` (created if missing); returns the folder.
+
+    `model` (a local folder or hub id) becomes `[model] name`, in place of the template's own.
+    """
     folder = Path(folder)
     if template not in TEMPLATES:
         raise EngineError(f"unknown template {template!r}: expected one of {', '.join(TEMPLATES)}")
     source = TEMPLATES_DIR / template
-    files = sorted(path for path in source.iterdir() if path.is_file() and path.suffix in (".toml", ".py"))
+    files = sorted(path for path in source.iterdir() if path.is_file() and path.suffix in (".toml", ".py", ".jsonl"))
     clashes = [path.name for path in files if (folder / path.name).exists()]
     if clashes:
         raise EngineError(f"{folder} already has {', '.join(clashes)}: choose a new folder "
@@ -38,6 +46,19 @@ def create_project(folder: Path | str, template: str = "instructions") -> Path:
     for path in files:
         text = path.read_text(encoding="utf-8")
         if path.name == "project.toml":
-            text = text.replace("__NAME__", name)
+            text = _with_model(text.replace("__NAME__", name), model)
         (folder / path.name).write_text(text, encoding="utf-8")
     return folder
+
+
+def _with_model(text: str, model: str | None) -> str:
+    """The project file with `[model] name` set to `model` (the chat template's placeholder: its default)."""
+    import json
+    import re
+
+    if "__MODEL__" in text:
+        return text.replace('"__MODEL__"', json.dumps(model or DEFAULT_CHAT_MODEL))
+    if model is None:
+        return text
+    return re.sub(r'^(\[model\]\s*\nname = )"[^"]*"', lambda match: match.group(1) + json.dumps(model), text,
+                  count=1, flags=re.M)
