@@ -32,6 +32,8 @@ from ctxtui.screens.run import RunScreen
 from ctxtui.screens.runs import RunsScreen
 from ctxtui.screens.settings import SettingsScreen
 from engine.project.loader import project_from_toml_text
+from engine.project.scaffold import TEMPLATES
+from engine.versions import VersionAction
 from engine.errors import ConfigError
 
 DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk
@@ -376,11 +378,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="ctxtui", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The context-distillation workbench: author templates with a live preview, "
                     "run and watch a distillation, compare results.",
-        epilog=KEYS_HELP + "\nWithout PROJECT_DIR: the project in the current folder, else a chooser "
-                           "(open a project below it, or create one).\nNew project from the shell: "
-                           "ctxdistill init DIR --template instructions|scratchpad|fewshot|empty")
+        epilog=KEYS_HELP + "\nWithout PROJECT_DIR: the project in the current folder, as for `ctxdistill run`; "
+                           "where there is none, a chooser (open a project below it, or create one).\n"
+                           "New project from the shell: ctxdistill init DIR --template " + "|".join(TEMPLATES))
     parser.add_argument("project_dir", type=Path, nargs="?", metavar="PROJECT_DIR",
                         help="a folder holding project.toml (default: the current folder)")
+    parser.add_argument("--version", action=VersionAction)
     return parser.parse_args(argv)
 
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     export = commands.add_parser("export", help="write a finished run's student as a Hugging Face model folder "
                                  "(full weights, LoRA merged; tokenizer, generation config, model card)")
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (PROJECT_DIR/runs/<utc>-<name>)")
     export.add_argument("dest", type=Path, metavar="DEST", help="a new or empty folder")
 
     init = commands.add_parser("init", help="create a new project folder from a template (runs as it is)")
