@@ -19,7 +19,7 @@ import random
 from engine.project.schema import Project
 from engine.errors import ConfigError, EngineError
 from engine.evaluation.evaluate import load_metric, metric_value, references_for
-from engine.project.templates import render_prompts
+from engine.project.templates import render_prompts, render_system, render_teacher
 from engine.project.usercode import load_callable
 
 # {operation name: (distillation inputs, held-out inputs)}, as engine.run.load_all_inputs returns them.
@@ -91,9 +91,30 @@ def _operation_problems(view: Project, drawn: tuple[list[dict], list[dict]] | No
         if drawn[0]:
             try:
                 render_prompts(view, drawn[0][0])
+                problems += _ensemble_problems(view, drawn[0][:ENSEMBLE_PROBES])
             except EngineError as error:
                 problems.append(f"{error} (rendering the first input, {drawn[0][0].get('input')!r})")
     return problems
+
+
+# Inputs whose ensemble prompts are rendered at start-up: a template that varies its prompt
+# (`sample`, `shuffle`, anything) shows it on one of them; rendering is cheap, a few ms per prompt.
+ENSEMBLE_PROBES = 4
+
+
+def _ensemble_problems(view: Project, examples: list[dict]) -> list[str]:
+    """An ensemble whose renderings are all the same on every probe: one teacher K times (issue 24, item 3)."""
+    size = view.teacher.ensemble
+    if size <= 1:
+        return []
+    for example in examples:
+        renderings = {(render_system(view, "teacher", example, index), render_teacher(view, example, index))
+                      for index in range(size)}
+        if len(renderings) > 1:
+            return []
+    return [f"`teacher.ensemble` = {size}, but the teacher template renders the same prompt {size} times for each of "
+            f"the first {len(examples)} input(s): nothing in it is drawn at random; vary it with e.g. "
+            "`{% for ex in examples | sample(4) %}` or `examples | shuffle`, or set `teacher.ensemble = 1`"]
 
 
 def _call_problems(load, *args, **kwargs) -> list[str]:
@@ -111,7 +132,29 @@ def project_warnings(project: Project) -> list[str]:
     from engine.models import remote_code_warning
 
     warning = remote_code_warning(project.model)
-    return [warning] if warning else []
+    return ([warning] if warning else []) + ensemble_cost_warnings(project)
+
+
+# An ensemble above this many renderings gets a warning with its cost; `teacher.ensemble`
+# refuses more than schema.MAX_ENSEMBLE.
+ENSEMBLE_WARNING = 16
+
+
+def ensemble_cost_warnings(project: Project) -> list[str]:
+    """The teacher forward passes a large ensemble costs (issue 24, item 4): one per rendering and input."""
+    from engine.evaluation.stage_eval import SINGLE_TEACHERS_SCORED
+
+    warnings = []
+    for operation in project.operations:
+        size, count = operation.teacher.ensemble, operation.inputs.count
+        if size <= ENSEMBLE_WARNING:
+            continue
+        where = f" (operation {operation.name})" if project.combined else ""
+        warnings.append(f"warning: `teacher.ensemble` = {size}{where}: the teacher pass scores every answer under "
+                        f"{size} prompts, {size} x {count:,} inputs = {size * count:,} teacher forward passes, about "
+                        f"{size}x the time of a one-prompt teacher pass; evaluation scores "
+                        f"{min(size, SINGLE_TEACHERS_SCORED)} of the prompts alone for the mean single-teacher row")
+    return warnings
 
 
 def check_project(project: Project) -> str:

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        from engine.runs.launcher import report_error
+
+        report_error(f"error: {error}")  # under torchrun, its failure report ends with this line again
         return 2
     except OSError as error:
         if args.debug or error.errno not in DISK_ERRORS:

@@ -33,6 +33,7 @@ from engine.runs.events import EventWriter
 from engine.versions import versions
 from engine.teacher.extractors import Extractor
 from engine.runs.layout import RunLayout, is_saved_model, publish_student
+from engine.runs.lock import RunLock, lock_run_folder
 from engine.runs.model_card import write_student_cards
 from engine.models import load_model, load_tokenizer
 from engine.runs.processes import any_process, gathered, process_state, shared, whoami
@@ -56,9 +57,17 @@ def new_run_dir(project: Project, runs_dir: Path | None = None) -> Path:
 def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> dict | None:
     """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
     state = process_state(project.model.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_folder(state, run_dir)  # before anything is written: a second run on this folder stops here
+    try:
+        return _run_locked(project, run_dir, resume, listeners, state)
+    finally:
+        lock.release()
+
+
+def _run_locked(project: Project, run_dir: Path, resume: bool, listeners, state) -> dict | None:
     threads = configure_threads(project.model.threads)
     layout = RunLayout.of(project, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and state.is_main_process:
         atomic.write_text(run_dir / "project.toml", project_to_toml(project))
     events = EventWriter(run_dir / "events.jsonl", enabled=state.is_main_process,
@@ -155,7 +164,8 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
         train(replace(project, distill=stage.distill), examples, events, run_dir=layout.run_dir, output_dir=student_dir,
               checkpoints_dir=layout.checkpoints_dir(stage), resume=resume,
               init_from=str(previous) if previous else None,
-              weights=[project.operation(name).weight for name in stage.operations])
+              weights=[project.operation(name).weight for name in stage.operations],
+              teacher_from=str(teacher_weights) if teacher_weights else None)
     baselines = {}
     if project.baselines.methods:
         from engine.evaluation.baselines import train_baselines
@@ -239,6 +249,11 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
 
     Takes safe corrections from the current project file (engine/runs/resume.py), e.g. a fixed metric.
     """
+    with RunLock(run_dir):  # scoring rewrites the run's metrics: never under a live run
+        return _reevaluate_locked(run_dir, listeners)
+
+
+def _reevaluate_locked(run_dir: Path, listeners) -> dict:
     project, _ = project_for_resume(run_dir)
     layout = RunLayout.of(project, run_dir)
     for stage in project.stages:

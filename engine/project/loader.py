@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 import typing
 from dataclasses import fields, is_dataclass, replace
@@ -18,7 +19,7 @@ from typing import Any
 
 from engine.errors import ConfigError, EngineError
 from engine.project.schema import IMPLICIT, OPERATION_TABLES, PROJECT_FILE, Operation, Project, Stage, TemplateConfig
-from engine.project.validation import _project_name_problems, safe_folder_name, validate
+from engine.project.validation import _project_name_problems, expected_range, safe_folder_name, validate
 
 
 # --- loading -----------------------------------------------------------------
@@ -86,14 +87,23 @@ def project_from_toml_text(project_dir: Path | str, text: str) -> Project:
     project = _resolve_template_files(project, "", problems)
     operations = _build_operations(project, raw_operations, problems)
     stages = _build_stages(project, raw_stages, operations, problems)
-    if problems:
-        raise ConfigError(file, problems)
-    project = replace(project, operations=operations, stages=stages,
-                      combined=raw_operations is not None or raw_stages is not None)
-    problems += validate(project)
+    if operations and stages:  # both built: the cross-field rules can run, even beside type problems
+        project = replace(project, operations=operations, stages=stages,
+                          combined=raw_operations is not None or raw_stages is not None)
+        problems += _unrelated(validate(project), problems)
     if problems:
         raise ConfigError(file, problems)
     return project
+
+
+def _unrelated(rules: list[str], problems: list[str]) -> list[str]:
+    """The cross-field problems that name none of the keys already reported (issue 24, item 6).
+
+    A value of the wrong type is left at its default, so a rule about that key would
+    only echo the first problem (`distill.max_steps = "x"` -> "set epochs or max_steps").
+    """
+    reported = {key for problem in problems for key in re.findall(r"`([^`]+)`", problem)}
+    return [rule for rule in rules if not reported & set(re.findall(r"`([^`]+)`", rule))]
 
 
 # --- operations and stages: tables inherited key by key ---------------------------
@@ -188,7 +198,7 @@ def _build(cls, data: Any, prefix: str, problems: list[str]):
         if is_dataclass(hint_type):
             values[key] = _build(hint_type, value, dotted + ".", problems)
             continue
-        checked = _check_value(dotted, value, hint_type, spec.metadata.get("choices"), problems)
+        checked = _check_value(dotted, value, hint_type, spec.metadata, problems)
         if checked is not _INVALID:
             values[key] = checked
     return cls(**values)
@@ -197,7 +207,11 @@ def _build(cls, data: Any, prefix: str, problems: list[str]):
 _INVALID = object()
 
 
-def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, problems: list[str]):
+def _check_value(dotted: str, value: Any, expected: Any, metadata, problems: list[str]):
+    """`value` as the field's type, or `_INVALID` after adding a problem; a negative number is refused
+    here, stating the field's real lower bound (its schema range) when it has one."""
+    choices = metadata.get("choices")
+
     def wrong(what: str):
         problems.append(f"`{dotted}` = {value!r}: expected {what}")
         return _INVALID
@@ -217,7 +231,7 @@ def _check_value(dotted: str, value: Any, expected: Any, choices: tuple | None, 
         if not math.isfinite(value):
             return wrong("a finite number")
         if value < 0:
-            return wrong("a non-negative number")
+            return wrong(expected_range("a number", metadata) or "a non-negative number")
     elif expected is str:
         if not isinstance(value, str):
             return wrong("a string")

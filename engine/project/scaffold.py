@@ -7,10 +7,11 @@ becomes the new folder's name. Nothing is ever overwritten.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.project.loader import project_from_toml_text
+from engine.project.validation import safe_folder_name
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "scaffold_templates"
 TEMPLATES = ("instructions", "scratchpad", "fewshot", "chat", "empty")
@@ -37,18 +38,33 @@ def create_project(folder: Path | str, template: str = "instructions", model: st
         raise EngineError(f"unknown template {template!r}: expected one of {', '.join(TEMPLATES)}")
     source = TEMPLATES_DIR / template
     files = sorted(path for path in source.iterdir() if path.is_file() and path.suffix in (".toml", ".py", ".jsonl"))
+    _refuse_bad_target(folder)
     clashes = [path.name for path in files if (folder / path.name).exists()]
     if clashes:
         raise EngineError(f"{folder} already has {', '.join(clashes)}: choose a new folder "
                           "(init never overwrites a file)")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-") or "project"
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        text = path.read_text(encoding="utf-8")
-        if path.name == "project.toml":
-            text = _with_model(text.replace("__NAME__", name), model)
-        (folder / path.name).write_text(text, encoding="utf-8")
+    # The one rule `name` is validated by: `.proj` becomes `proj`, a long name its first 100 characters.
+    name = safe_folder_name(folder.resolve().name)
+    texts = {path.name: path.read_text(encoding="utf-8").replace("__NAME__", name) if path.name == "project.toml"
+             else path.read_text(encoding="utf-8") for path in files}
+    texts["project.toml"] = _with_model(texts["project.toml"], model)
+    project_from_toml_text(folder, texts["project.toml"])  # init writes only projects `check` accepts (issue 24)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EngineError(f"{folder}: cannot create the folder ({error.strerror}); choose another place") from None
+    for file_name, text in texts.items():
+        (folder / file_name).write_text(text, encoding="utf-8")
     return folder
+
+
+def _refuse_bad_target(folder: Path) -> None:
+    """A target that is a file, or lies under one, gets one line, not a traceback (issue 24, item 5)."""
+    if folder.exists() and not folder.is_dir():
+        raise EngineError(f"{folder} is a file, not a folder: give `init` a new folder's path")
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            raise EngineError(f"{folder}: {parent} is a file, not a folder: give `init` a new folder's path")
 
 
 def _with_model(text: str, model: str | None) -> str:

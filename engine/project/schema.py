@@ -33,8 +33,8 @@ def option(default: Any, help: str, choices: tuple | None = None, *, minimum: fl
 # asked for every input at once, so a huge count would run out of memory without a word.
 MAX_COUNT = 10_000_000
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
-# Each rendering of a teacher ensemble is one more teacher forward pass per input: 2,000 took
-# 116 s on 16 inputs of the tiny model (issue 24), so a 256-input real run would take days.
+# Each rendering of a teacher ensemble is one more teacher forward pass per input (2,000 took
+# 116 s on 16 inputs of the tiny model, issue 24); engine/checks.py warns well before this.
 MAX_ENSEMBLE = 64
 
 
@@ -163,6 +163,18 @@ class DistillConfig:
     report_to: list = option([], "Experiment trackers that also get the run's figures (events.jsonl stays the record): "
                                  "tensorboard (writes RUN_DIR/tensorboard/), wandb (WANDB_MODE=offline needs no "
                                  "network), mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.")
+    policy: str = option("off", "Who writes the answers the student learns from: off (the teacher's cached answers, "
+                                "the paper's method), on (the student samples its own answers each step and the "
+                                "teacher scores every token of them), mixed (a share of each batch each way).",
+                         ("off", "on", "mixed"))
+    on_policy_fraction: float = option(0.5, "mixed: the share of each micro-batch the student samples itself.",
+                                       minimum=0, maximum=1)
+    student_temperature: float = option(1.0, "on/mixed: the temperature the student samples its answers at.", above=0)
+    divergence: str = option("reverse_kl", "on/mixed: the loss on the student's tokens: reverse_kl (KL(student || "
+                                           "teacher), GKD's), forward_kl, or jsd (generalized Jensen-Shannon, `jsd_beta`).",
+                             ("reverse_kl", "forward_kl", "jsd"))
+    jsd_beta: float = option(0.5, "jsd: the teacher's weight in the mixture (0 = forward KL, 1 = reverse KL).",
+                             minimum=0, maximum=1)
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={
         "help": "LoRA through peft, e.g. lora = { r = 16, alpha = 32, target_modules = \"all-linear\" } (r = 0: full fine-tuning)."})
 
@@ -204,7 +216,8 @@ class Operation:
     """One context distillation: inputs, teacher template, student template, extractor (paper 2.1)."""
 
     name: str = option("", "Unique name of the operation (a folder name: letters, digits, _ . -).")
-    weight: float = option(1.0, "Share of every training batch and weight of this operation's loss in its stage (> 0).")
+    weight: float = option(1.0, "Share of every training batch and weight of this operation's loss in its stage (> 0).",
+                           above=0)
     inputs: InputsConfig = field(default_factory=InputsConfig, metadata={"help": "Overrides of the top-level [inputs], key by key."})
     teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Overrides of the top-level [teacher]."})
     student: TemplateConfig = field(default_factory=TemplateConfig, metadata={"help": "Overrides of the top-level [student]."})

@@ -84,17 +84,31 @@ def _range_problems(config, prefix: str) -> list[str]:
         if ((minimum is None or value >= minimum) and (above is None or value > above)
                 and (maximum is None or value <= maximum)):
             continue
-        bounds = ([f"at least {minimum:,}"] if minimum is not None else []) + \
-                 ([f"greater than {above}"] if above is not None else []) + \
-                 ([f"at most {maximum:,}"] if maximum is not None else [])
         kind = "an integer" if isinstance(value, int) else "a number"
         why = ""
         if spec.name == "count" and maximum is not None and value > maximum:
             why = ("; every input is drawn at once and passed through the teacher, "
                    "so split a bigger job into several runs")
-        of = "of " if minimum is not None else ""
-        problems.append(f"`{prefix}{spec.name}` = {value!r}: expected {kind} {of}{' and '.join(bounds)}{why}")
+        if spec.name == "ensemble" and maximum is not None and value > maximum:
+            why = ("; every rendering is a teacher forward pass per input, and the paper's ensembles are a "
+                   "handful of prompts")
+        problems.append(f"`{prefix}{spec.name}` = {value!r}: expected {expected_range(kind, spec.metadata)}{why}")
     return problems
+
+
+def expected_range(kind: str, metadata) -> str:
+    """"an integer of at least 1 and at most 10" from a field's schema range ("" when it has none).
+
+    Every range message is written here, so each states the field's real bounds (issue 24, item 7).
+    """
+    minimum, above, maximum = (metadata.get(bound) for bound in ("minimum", "above", "maximum"))
+    bounds = ([f"at least {minimum:,}"] if minimum is not None else []) + \
+             ([f"greater than {above}"] if above is not None else []) + \
+             ([f"at most {maximum:,}"] if maximum is not None else [])
+    if not bounds:
+        return ""
+    of = "of " if minimum is not None else ""
+    return f"{kind} {of}{' and '.join(bounds)}"
 
 
 def safe_folder_name(name: str) -> str:
@@ -189,16 +203,17 @@ def _source_key_problems(operation: Operation, prefix: str, eval_prefix: str) ->
 
 
 def _validate_ensemble(teacher: TeacherConfig, prefix: str) -> list[str]:
-    """An ensemble needs prompts that differ: a template that draws `| sample(n)` from enough examples."""
+    """`| sample(n)` draws that the shared examples cannot give an ensemble.
+
+    Whether the prompts differ at all is decided by rendering them (engine/checks.py), not
+    here: `shuffle`, a loop or a macro can vary a prompt as well as `sample` (issue 24, item 3).
+    """
     import math
     import re
 
     if teacher.ensemble <= 1:
         return []  # 0 is out of the schema's range, reported with the others
     draws = re.findall(r"\b(\w+)\s*\|\s*sample\(\s*(\d+)\s*\)", teacher.template)
-    if not draws:
-        return [f"`{prefix}teacher.ensemble` = {teacher.ensemble}: the teacher template draws no random subset, so all "
-                f"{teacher.ensemble} prompts would be the same; draw examples with e.g. `{{% for ex in examples | sample(4) %}}`"]
     problems = []
     for variable, size in draws:
         pool = teacher.vars.get(variable)

@@ -8,9 +8,13 @@ it when every key that differs is one that cannot invalidate finished work:
 
 - `eval.*` and `description`: evaluation comes last and is redone whole;
 - `model.device`, `model.threads`, `*.log_every`, `*.checkpoint_every`,
-  `*.vocab_chunk`: where and how fast the same computation runs;
-- `generate.batch_size`: teacher batches kept from an interrupted pass are
-  used only when they hold the same inputs (otherwise that batch runs again).
+  `*.vocab_chunk`: where and how fast the same computation runs.
+
+Not `generate.batch_size` nor `generate.max_batch_tokens`: how inputs are batched
+changes the padding, so the teacher's outputs, and both are in the cache key.
+
+Each rule holds for every copy of a key: an operation's own `[eval]` shows up as
+`operations.<name>.eval.*` and a stage's `[distill]` as `stages.<name>.distill.*`.
 
 Any other change (templates, inputs, model, labels, steps...) would silently
 mix two projects in one run, so it is refused, naming the keys: start a new run.
@@ -27,6 +31,7 @@ from engine.project.schema import Project, PROJECT_FILE
 from engine.project.writer import project_to_dict, project_to_toml
 from engine.errors import EngineError
 from engine.runs.events import read_events
+from engine.runs.lock import refuse_if_locked
 
 SAFE_TO_CHANGE = ("description", "eval.*", "model.device", "model.threads", "*log_every", "*checkpoint_every",
                   "*vocab_chunk")
@@ -69,12 +74,25 @@ def project_for_resume(run_dir: Path) -> tuple[Project, list[str]]:
     changed = changed_keys(launched, current)
     if not changed:
         return launched, []
-    unsafe = [key for key in changed if not any(fnmatch(key, pattern) for pattern in SAFE_TO_CHANGE)]
+    items = {f"{array}.{item.name}." for project in (launched, current)
+             for array in ("operations", "stages") for item in getattr(project, array)}
+    unsafe = [key for key in changed if not is_safe_change(key, items)]
     if unsafe:
         raise EngineError(
             f"{launched.file} changed since this run was launched, in keys a resume cannot take without mixing two "
             f"projects in one run: {', '.join(unsafe)}. Undo those changes to resume, or start a new run "
             f"(`ctxdistill run {launched.dir}`; the teacher cache is reused where the teacher did not change). "
             f"Keys a resume takes: {', '.join(SAFE_TO_CHANGE)}")
+    refuse_if_locked(run_dir)  # a live run's project file is not ours to rewrite
     atomic.write_text(Path(run_dir) / PROJECT_FILE, project_to_toml(current))
     return current, changed
+
+
+def is_safe_change(key: str, items: set[str]) -> bool:
+    """`key` matches a safe pattern, itself or with its `operations.<name>.` / `stages.<name>.` prefix taken off.
+
+    `items` holds those prefixes for the names the projects use: a name may hold a dot, so the
+    prefix is found by name (the longest that fits: `x.eval` before `x`), never by splitting the key.
+    """
+    prefix = max((prefix for prefix in items if key.startswith(prefix)), key=len, default="")
+    return any(fnmatch(key, pattern) or (prefix and fnmatch(key[len(prefix):], pattern)) for pattern in SAFE_TO_CHANGE)
