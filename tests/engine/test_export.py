@@ -145,3 +145,18 @@ def test_a_hub_model_is_the_cards_base_model_and_a_long_template_is_hashed(tmp_p
         "- student template:", "", "```jinja", "Input: {{ input }}", "```", ""]
     local = project_from_toml_text(tmp_path, PROJECT_TOML.format(**{**DEFAULTS, "model": "toy-base"}))
     assert "base_model:" not in model_card(local, tmp_path, metrics)  # the Hub takes hub ids only there
+
+
+def test_a_sequential_run_card_has_every_stage_and_operation(tmp_path, char_model_dir):
+    from test_operations_stages import TWO_STAGES, combined_project
+
+    run_dir = finished(combined_project(tmp_path / "seq", char_model_dir, TWO_STAGES.format(teacher="base"), max_steps=2))
+    card = (run_dir / "student" / "README.md").read_text()
+    for stage in ("first", "second"):
+        assert f"- labels (stage `{stage}`): hard" in card and f"- training (stage `{stage}`): " in card
+        for operation in ("reverse", "copy"):
+            assert f"After stage `{stage}`, operation `{operation}`:" in card
+    assert "### Operation `copy`" in card and "Copy the letters." in card
+    dest = tmp_path / "published"
+    assert main(["export", str(run_dir), str(dest)]) == 0
+    assert (dest / "README.md").read_text() == card
