@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -204,6 +203,9 @@ class WatchedRun(RunState):
     kls: list[tuple[int, float]] = field(default_factory=list)  # the student's answer KL per logged step
     active_s: float = 0.0  # time run by the run's earlier processes
     process_started_at: float | None = None
+    # Curves run over one global step axis (issue 20 item 2): a stage's steps count on from the last stage's total.
+    stage_offsets: dict = field(default_factory=dict)  # stage -> global step its training starts after
+    train_steps: dict = field(default_factory=dict)  # stage -> (step, total steps) of the student's training
 
     def apply(self, event: dict) -> None:
         kind = event.get("type")
@@ -220,6 +222,8 @@ class WatchedRun(RunState):
                  event.get("operation", self.operation))
         if where != (self.stage, self.stage_name, self.operation) and kind != "done":
             self.step, self.total_steps, self.eta_s = 0, 0, None
+        if where[1] != self.stage_name and kind != "done":
+            self.eval_progress = {}  # a new project stage evaluates afresh
         super().apply(event)
         self.log.append(event_line(event))
         self.log_count += 1
@@ -229,8 +233,26 @@ class WatchedRun(RunState):
             self.unit = event.get("unit", "steps")
         elif kind == "train" and event.get("phase", "student") == "student":
             self.unit = "steps"
+            stage = event.get("stage_name") or ""
+            if stage not in self.stage_offsets:
+                self.stage_offsets[stage] = sum(total for _, total in self.train_steps.values())
+            self.train_steps[stage] = (self.step, self.total_steps)
+            x = self.stage_offsets[stage] + self.step
+            self.losses[-1] = (x, self.losses[-1][1])
+            self.lrs[-1] = (x, self.lrs[-1][1])
             if isinstance(event.get("kl"), (int, float)):
-                self.kls.append((self.step, float(event["kl"])))
+                self.kls.append((x, float(event["kl"])))
+
+    @property
+    def boundaries(self) -> list[tuple[int, str]]:
+        """(global step, stage) after which each stage but the first starts training."""
+        return [(offset, stage) for stage, offset in self.stage_offsets.items() if offset > 0]
+
+    @property
+    def trained(self) -> tuple[int, int]:
+        """(steps, total steps) of the student's training over all stages (not the teacher's or eval's counts)."""
+        return (sum(step for step, _ in self.train_steps.values()),
+                sum(total for _, total in self.train_steps.values()))
 
     def elapsed(self, now: float, alive: bool) -> float:
         """Seconds the run's processes have run, live up to `now` while one runs."""
@@ -269,20 +291,6 @@ def last_event(run_dir: Path) -> dict | None:
         except ValueError:
             continue
     return None
-
-
-def planned_stages(run_dir: Path) -> list[tuple[str, list[str]]]:
-    """(stage, its operations) as the run's project.toml declares them; [] for a one-operation run."""
-    try:
-        data = tomllib.loads((Path(run_dir) / "project.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    operations = [str(op.get("name", "")) for op in data.get("operations") or [] if isinstance(op, dict)]
-    stages = [stage for stage in data.get("stages") or [] if isinstance(stage, dict)]
-    if not stages:
-        return [("main", operations)] if operations else []
-    return [(str(stage.get("name", "")), [str(op) for op in stage.get("operations") or operations])
-            for stage in stages]
 
 
 def effective_status(state: RunState, alive: bool) -> str:

@@ -19,12 +19,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from ctxtui import runner
+from ctxtui import runner, stages
 from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.line_chart import LineChart
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
+from ctxtui.widgets.stage_list import StageList
 from ctxtui.widgets.stage_matrix import StageMatrix
+from ctxtui.widgets.stage_summary import StageSummary
 from engine.runs.events import EventTail
 
 POLL_S = 0.2
@@ -48,31 +50,11 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def stage_list(planned: list[tuple[str, list[str]]], state: runner.WatchedRun, status: str) -> Content:
-    """`✓ learn  ▶ forget (op upper)  · recall`: the run's stages, the current one marked."""
-    if not planned:
-        return Content("")
-    current = state.stage_name
-    reached = set(state.stage_names)
-    parts: list = [("stages ", "bold")]
-    for name, operations in planned:
-        if name == current and status in ("running", "starting"):
-            mark, style = "▶", "bold $accent"
-            detail = f" ({state.operation})" if state.operation else f" ({', '.join(operations)})"
-        elif name in reached and (name != current or status == "completed"):
-            mark, style, detail = "✓", "$text-success", ""
-        elif name == current:
-            mark, style, detail = "■", "$warning", f" ({status})"
-        else:
-            mark, style, detail = "·", "$text-muted", ""
-        parts += [(f"{mark} {name}{detail}", style), "  "]
-    return Content.assemble(*parts)
-
-
 class RunScreen(Screen):
     """The dashboard of one run: stage, progress, curves, throughput, final table."""
 
     CSS_PATH = "run.tcss"
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # 80x24: a staged run's results replace the log
 
     BINDINGS = [
         Binding("n", "launch", "New"),
@@ -80,6 +62,7 @@ class RunScreen(Screen):
         Binding("k", "kill", "Kill", show=False),  # asks first; in the palette, F1 and ?
         Binding("r", "resume", "Resume"),
         Binding("o", "results", "Results", show=False),
+        Binding("m", "toggle_matrix", "Matrix", show=False),  # a staged run: per-operation summary <-> matrix
     ]
 
     def __init__(self) -> None:
@@ -90,13 +73,14 @@ class RunScreen(Screen):
         self.seen_alive = False
         self.status = "no run"
         self.logged = 0  # events written to the log pane
-        self.planned: list[tuple[str, list[str]]] = []
+        self.planned: list[stages.PlannedStage] = []
+        self.matrix_shown = False  # a staged run's results: the overwrite matrix instead of the summary (m)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("no run yet: press n to launch one", id="run-title")
         yield Static("", id="run-command", markup=False)
-        yield Static("", id="run-stages")
+        yield StageList(id="run-stages")
         with Horizontal(id="progress-row"):
             yield Static("", id="run-stage")
             yield ProgressBar(total=None, show_eta=False, id="run-progress")
@@ -111,7 +95,8 @@ class RunScreen(Screen):
         yield Static("", id="run-stats")
         yield Static("", id="run-message", markup=False)
         yield MetricsTable(id="run-metrics")
-        yield StageMatrix(id="run-matrix")
+        yield StageSummary(id="run-summary")
+        yield StageMatrix(id="run-matrix", key_hint="m: summary")
         yield Static("", id="run-savings")
         yield Log(max_lines=LOG_KEEP, id="run-log")
         yield Footer(compact=True)
@@ -119,6 +104,7 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False
         self.query_one("#run-matrix").display = False
+        self.query_one("#run-summary").display = False
         self.query_one("#run-stages").display = False
         self.query_one("#eval-row").display = False
         log = self.query_one("#run-log", Log)
@@ -133,10 +119,19 @@ class RunScreen(Screen):
             self.app.run_dir = runs[0].run_dir if runs else None
         if self.app.run_dir is not None:
             self.watch_run(self.app.run_dir)
+        else:
+            self.show_plan()
 
     def on_screen_resume(self) -> None:
         if self.app.run_dir is not None and self.app.run_dir != self.watched:
             self.watch_run(self.app.run_dir)
+        elif self.watched is None:
+            self.show_plan()
+
+    def show_plan(self) -> None:
+        """Before any run: the project's stages, what each trains and whose weights teach (issue 20 item 1)."""
+        self.planned = stages.project_stages(self.app.project)
+        self.query_one("#run-stages", StageList).show(self.planned, {})
 
     def commands(self):
         yield SystemCommand("New run", "Launch the engine on this project (n)", self.action_launch)
@@ -144,6 +139,8 @@ class RunScreen(Screen):
         yield SystemCommand("Kill run", "SIGKILL the run's processes, after asking (k)", self.action_kill)
         yield SystemCommand("Resume run", "Continue a stopped run from its checkpoint (r)", self.action_resume)
         yield SystemCommand("Results of this run", "Open the Results screen (o)", self.action_results)
+        yield SystemCommand("Overwrite matrix", "A staged run: summary after the last stage <-> matrix (m)",
+                            self.action_toggle_matrix)
 
     # -- watching ---------------------------------------------------------
 
@@ -154,13 +151,15 @@ class RunScreen(Screen):
         self.query_one("#run-log", Log).clear()
         self.query_one("#eval-row").display = False
         self.seen_alive = self.alive
-        self.planned = runner.planned_stages(self.watched)
+        self.planned = stages.planned_stages(self.watched)
         self.query_one("#run-title", Static).update(f"run {self.watched.name}")
         command_file = self.watched / "command"
         command = command_file.read_text().strip() if command_file.exists() else ""
         self.query_one("#run-command", Static).update(f"$ {command}" if command else "")
         self.query_one("#run-metrics").display = False
         self.query_one("#run-matrix").display = False
+        self.query_one("#run-summary").display = False
+        self.remove_class("-stage-results")
         self.query_one("#run-savings", Static).update("")
         self.tail(self.watched)
 
@@ -199,12 +198,7 @@ class RunScreen(Screen):
         if state.command and not self.query_one("#run-command", Static).content:
             self.query_one("#run-command", Static).update(f"$ {state.command}")
         self.show_stage()
-        self.query_one("#loss-chart", LineChart).points = list(state.losses)
-        self.query_one("#lr-chart", LineChart).points = list(state.lrs)
-        self.query_one("#kl-chart", LineChart).points = list(state.kls)
-        for chart_id, points in (("#loss-chart", state.losses), ("#kl-chart", state.kls), ("#lr-chart", state.lrs)):
-            chart = self.query_one(chart_id, LineChart)
-            chart.border_subtitle = f"steps {points[0][0]}–{points[-1][0]}" if points else ""
+        self.show_curves()
         self.show_message()
         self.show_log()
         self.show_eval_progress()
@@ -214,11 +208,11 @@ class RunScreen(Screen):
 
     def show_stage(self) -> None:
         state = self.state
-        stages = self.query_one("#run-stages", Static)
-        stages.update(stage_list(self.planned, state, self.status))
-        stages.display = bool(self.planned)
+        self.query_one("#run-stages", StageList).show(self.planned, stages.stage_states(self.planned, state, self.status))
         running = self.status in ("running", "starting")
-        self.query_one("#run-stage", Static).update(f"{state.stage} · {self.status}" if running else self.status)
+        label = stages.live_label(self.planned, state, self.status)
+        self.query_one("#run-stage", Static).update(
+            label or (f"{state.stage} · {self.status}" if running else self.status))
         bar = self.query_one("#run-progress", ProgressBar)
         if state.total_steps:
             bar.update(total=state.total_steps, progress=state.step)
@@ -227,6 +221,17 @@ class RunScreen(Screen):
         else:
             bar.update(total=None, progress=0)  # counts not known yet: indeterminate, never "0/?"
         bar.display = self.status in ("running", "starting", "completed") or bool(state.total_steps)
+
+    def show_curves(self) -> None:
+        """Loss, KL and LR over one step axis across stages, each later stage's start marked (issue 20 item 2)."""
+        state = self.state
+        marks = state.boundaries if len(self.planned) > 1 else []
+        for chart_id, points in (("#loss-chart", state.losses), ("#kl-chart", state.kls), ("#lr-chart", state.lrs)):
+            chart = self.query_one(chart_id, LineChart)
+            chart.marks = list(marks)
+            chart.points = list(points)
+            steps = f"steps {points[0][0]}–{points[-1][0]}" if points else ""
+            chart.border_subtitle = f"{steps} · ┊ {len(marks) + 1} stages" if steps and marks else steps
 
     def show_log(self) -> None:
         """Write the events not written yet (the state keeps the newest few hundred)."""
@@ -292,26 +297,48 @@ class RunScreen(Screen):
 
     def show_final_table(self) -> None:
         metrics = runner.load_json(self.watched / "metrics.json") if self.watched else {}
+        if self.planned or metrics.get("combined"):
+            self.show_stage_results(metrics)
+            return
         if not metrics and self.state.evals:
             metrics = dict(self.state.evals)
         if not metrics:
-            return
-        if metrics.get("combined"):  # every operation after every stage; the tables are on Results (o)
-            matrix = self.query_one("#run-matrix", StageMatrix)
-            matrix.show_matrix(metrics.get("matrix") or {})
-            matrix.display = True
-            self.query_one("#run-savings", Static).update("per-stage tables: Results (o)")
             return
         table = self.query_one("#run-metrics", MetricsTable)
         table.show_metrics(metrics)
         table.display = True
         self.query_one("#run-savings", Static).update(savings_line(metrics))
 
+    def show_stage_results(self, metrics: dict) -> None:
+        """A staged run: each operation after the latest stage evaluated, or the overwrite matrix (issue 20 item 3)."""
+        results = stages.stage_results(metrics, self.state)
+        stage, rows = stages.summary_rows(results)
+        if not rows:
+            return
+        names = [planned.name for planned in self.planned]
+        where = f" ({names.index(stage) + 1}/{len(names)})" if stage in names else ""
+        summary = self.query_one("#run-summary", StageSummary)
+        summary.show_summary(stage, rows, where)
+        matrix = self.query_one("#run-matrix", StageMatrix)
+        matrix.show_matrix(metrics.get("matrix") or stages.overwrite_matrix(results))
+        summary.display, matrix.display = not self.matrix_shown, self.matrix_shown
+        self.add_class("-stage-results")
+        self.query_one("#run-savings", Static).update(
+            f"m: {'summary' if self.matrix_shown else 'overwrite matrix'} · every stage and operation: Results (o)")
+
+    def action_toggle_matrix(self) -> None:
+        if not (self.query_one("#run-summary").display or self.query_one("#run-matrix").display):
+            self.notify("the overwrite matrix is for a staged run, once it has evaluated a stage", severity="warning")
+            return
+        self.matrix_shown = not self.matrix_shown
+        self.show_final_table()
+
     def refresh_stats(self) -> None:
         state = self.state
         running = self.alive and self.status in ("running", "starting")
         elapsed = state.elapsed(time.time(), running)
-        counts = f"{state.step}/{state.total_steps} {state.unit}  " if state.total_steps else ""
+        staged = bool(stages.live_label(self.planned, state, self.status))  # the counts are in the stage label
+        counts = f"{state.step}/{state.total_steps} {state.unit}  " if state.total_steps and not staged else ""
         eta = f"  ETA {duration(state.eta_s)}" if running and state.total_steps else ""
         self.query_one("#run-timing", Static).update(f"{counts}elapsed {duration(elapsed)}{eta}")
         if not self.alive:

@@ -1,4 +1,4 @@
-"""A braille line chart of one series over a whole run (loss, learning rate)."""
+"""A braille line chart of one series over a whole run (loss, learning rate), stage starts marked."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class LineChart(Widget):
 ## Curve
 
 The whole run so far, first step at the left, latest at the right. The
-labels on the left are the highest and lowest values seen.
+labels on the left are the highest and lowest values seen. In a staged run
+the steps count on across stages, and a dotted line `┊` marks where each
+later stage starts training (named at the top).
 """
 
     DEFAULT_CSS = """
@@ -40,6 +42,7 @@ labels on the left are the highest and lowest values seen.
     """
 
     points: reactive[list[tuple[float, float]]] = reactive(list, always_update=True)
+    marks: reactive[list[tuple[float, str]]] = reactive(list)  # (x after which a stage starts, its name)
 
     def __init__(self, title: str = "", *, name=None, id=None, classes=None):
         super().__init__(name=name, id=id, classes=classes)
@@ -63,14 +66,32 @@ labels on the left are the highest and lowest values seen.
         def to_dot(x: float, y: float) -> tuple[float, float]:
             return (x - x_min) / x_span * dots_x, (y_max - y) / (y_max - y_min) * dots_y
 
-        previous = None
+        mark_xs = sorted(x for x, _ in self.marks)
+        previous, previous_x = None, None
         for x, y in points:
             dot = to_dot(x, y)
+            if previous_x is not None and any(previous_x <= mark < x for mark in mark_xs):
+                previous = None  # a new stage: its curve starts afresh, never joined to the last one's
             segment = [dot] if previous is None else _interpolate(previous, dot)
             for dx, dy in segment:
                 column, row = int(round(dx)), int(round(dy))
                 cells[row // 4][column // 2] |= _DOTS[row % 4][column % 2]
-            previous = dot
+            previous, previous_x = dot, x
+
+        # Stage starts: a dotted column half a step after the stage before ends, the stage's name at the top.
+        mark_columns: dict[int, str] = {}
+        for x, stage in self.marks:
+            if x_min <= x < x_max:
+                mark_columns[min(plot_width - 1, int(round(to_dot(x + 0.5, y_min)[0])) // 2)] = stage
+        label_chars: dict[tuple[int, int], str] = {}  # (row, column) -> a character of a stage's name
+        for column, stage in mark_columns.items():
+            # The name where the curve leaves room: right of the line at the top, then at the bottom, then left of it.
+            for row, start in ((0, column + 1), (height - 1, column + 1), (0, column - len(stage))):
+                spots = [(row, start + offset) for offset in range(len(stage))]
+                if all(0 <= c < plot_width and not cells[r][c] and c not in mark_columns and (r, c) not in label_chars
+                       for r, c in spots):
+                    label_chars.update(zip(spots, stage))
+                    break
 
         line_style = "$accent"
         lines = []
@@ -81,8 +102,21 @@ labels on the left are the highest and lowest values seen.
                 axis = _format(y_min)
             else:
                 axis = ""
-            chart = "".join(chr(0x2800 + bits) if bits else " " for bits in row)
-            lines.append(Content.assemble(f"{axis:>{_AXIS_WIDTH - 1}}│", (chart, line_style)))
+            runs: list[list] = []  # [text, style] runs of one style
+            for column, bits in enumerate(row):
+                if bits:
+                    char, style = chr(0x2800 + bits), line_style
+                elif column in mark_columns:
+                    char, style = "┊", "$text-muted"
+                elif (row_index, column) in label_chars:
+                    char, style = label_chars[row_index, column], "$text-muted"
+                else:
+                    char, style = " ", ""
+                if runs and runs[-1][1] == style:
+                    runs[-1][0] += char
+                else:
+                    runs.append([char, style])
+            lines.append(Content.assemble(f"{axis:>{_AXIS_WIDTH - 1}}│", *((text, style) for text, style in runs)))
         return Content("\n").join(lines)
 
 

@@ -30,17 +30,18 @@ class StageMatrix(DataTable):
 
 The distilled student's score on every operation (columns) after every stage
 (rows). A fall down a column is what a later stage overwrote; a dash means the
-operation was not evaluated after that stage (not trained yet). **m** cycles
-the metric shown.
+operation was not evaluated after that stage (not trained yet). On Results
+**m** cycles the metric shown; on the Run screen **m** goes back to the summary.
 """
 
     DEFAULT_CSS = """
     StageMatrix { height: auto; max-height: 9; margin: 0 1; border: round $primary 50%; }
     """
 
-    def __init__(self, *, id: str | None = None):
+    def __init__(self, *, id: str | None = None, key_hint: str = "m: metric"):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.metric: str | None = None
+        self.key_hint = key_hint  # what the screen's m does, named in the title
 
     def show_matrix(self, matrix: dict) -> None:
         self.clear(columns=True)
@@ -48,7 +49,7 @@ the metric shown.
         if self.metric not in names:
             self.metric = names[0] if names else None
         operations = list(dict.fromkeys(name for row in matrix.values() for name in row))
-        self.border_title = f"overwrite matrix: student {self.metric or ''} after each stage (m: metric)"
+        self.border_title = f"overwrite matrix: student {self.metric or ''} after each stage ({self.key_hint})"
         self.add_columns("after stage", *operations)
         previous: dict = {}
         for stage, row in matrix.items():

@@ -108,33 +108,58 @@ async def test_run_screen_shows_stages_operation_and_true_counts(combined_dir, l
         screen = app.screen
         assert isinstance(screen, RunScreen)
         await wait_for(pilot, lambda: screen.state.step == 4)
-        stages = text_of(app, "#run-stages")
-        assert "▶ first (upper)" in stages and "· second" in stages
-        assert "4/8 inputs" in text_of(app, "#run-timing")
+        stages = text_of(app, "#run-stages").splitlines()
+        assert stages[0].startswith("▶ 1 first   teacher") and "trains upper" in stages[0]
+        assert stages[1].startswith("· 2 second  waiting") and "trains lower" in stages[1]
+        assert text_of(app, "#run-stage") == "stage 1/2 · first · teacher (upper) 4/8"
         await wait_for(pilot, lambda: "running" in app.sub_title)
         # Into training: counts start afresh in the new stage of the run.
         with open(run_dir / "events.jsonl", "a") as file:
             file.write("".join(json.dumps(e) + "\n" for e in events[3:6]))
         await wait_for(pilot, lambda: screen.state.stage == "train" and screen.state.step == 2)
-        assert "2/3 steps" in text_of(app, "#run-timing")
-        assert "▶ first (upper)" in text_of(app, "#run-stages")
+        assert text_of(app, "#run-stage") == "stage 1/2 · first · train 2/3"
+        assert text_of(app, "#run-stages").startswith("▶ 1 first   training")
         elapsed_before = screen.state.elapsed(screen.state.last_event_at, False)
         # The second stage.
         with open(run_dir / "events.jsonl", "a") as file:
             file.write("".join(json.dumps(e) + "\n" for e in events[6:10]))
         await wait_for(pilot, lambda: screen.state.stage_name == "second")
-        stages = text_of(app, "#run-stages")
-        assert "✓ first" in stages and "▶ second" in stages
+        stages = text_of(app, "#run-stages").splitlines()
+        assert stages[0].startswith("✓ 1 first   done") and stages[1].startswith("▶ 2 second  teacher")
         assert screen.state.elapsed(screen.state.last_event_at, False) >= elapsed_before
-        # The end: every stage done, the overwrite matrix in place of the one-operation table.
+        # The end: every stage done, a per-operation summary named by its stage, the matrix one key away.
         (run_dir / "metrics.json").write_text(json.dumps(COMBINED_METRICS))
         with open(run_dir / "events.jsonl", "a") as file:
             file.write("".join(json.dumps(e) + "\n" for e in events[10:]))
         await wait_for(pilot, lambda: screen.state.status == "completed")
         await pilot.pause()
-        assert "✓ first" in text_of(app, "#run-stages") and "✓ second" in text_of(app, "#run-stages")
+        assert [line[:18] for line in text_of(app, "#run-stages").splitlines()] == ["✓ 1 first   done  ",
+                                                                                  "✓ 2 second  done  "]
+        summary = screen.query_one("#run-summary")
+        assert summary.display and not screen.query_one("#run-matrix").display
+        assert "after stage second (2/2)" in str(summary.border_title)
+        assert [str(cell) for cell in summary.get_row("upper")[:5]] == ["upper", "exact_match", "0.900", "0.800",
+                                                                        "0.400"]
+        assert [str(cell) for cell in summary.get_row("lower")[:5]] == ["lower", "exact_match", "0.700", "0.000",
+                                                                        "0.600"]
+        await pilot.press("m")
         assert screen.query_one("#run-matrix").display and screen.query_one("#run-matrix").row_count == 2
+        assert not summary.display
         assert "run completed" in text_of(app, "#run-message")
+
+
+async def test_run_screen_lists_the_projects_stages_before_any_run(tmp_path, toy_model_dir):
+    project = write_combined_project(tmp_path / "demo", model=str(toy_model_dir))
+    text = (project / "project.toml").read_text()
+    (project / "project.toml").write_text(text.replace('name = "second"\n', 'name = "second"\nteacher = "previous"\n'))
+    app = CtxApp(project, attach=False, start_mode="run")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = text_of(app, "#run-stages").splitlines()
+        assert len(lines) == 2
+        assert lines[0].startswith("· 1 first") and "teacher base" in lines[0] and lines[0].endswith("trains upper")
+        assert "teacher previous student" in lines[1] and lines[1].endswith("trains lower")
+        assert app.screen.query_one("#run-stages").display
 
 
 def test_elapsed_never_runs_backwards_across_a_resume():
@@ -184,3 +209,31 @@ async def test_results_show_per_stage_tables_matrix_and_filtered_samples(combine
         screen.query_one("#results-stage").value = "first"
         await pilot.pause()
         assert screen.query_one("#results-operation").value == "upper" and grid.row_count == 1
+
+
+def test_curves_run_over_one_step_axis_across_stages():
+    state = runner.fold_run_events(combined_events())
+    assert [x for x, _ in state.losses] == [1, 2, 3, 4, 5, 6]  # stage "second" counts on from stage "first"'s 3
+    assert [x for x, _ in state.kls] == [1, 2, 3, 4, 5, 6] and [x for x, _ in state.lrs] == [1, 2, 3, 4, 5, 6]
+    assert state.boundaries == [(3, "second")]
+    assert state.trained == (6, 6)
+
+
+async def test_run_screen_marks_where_each_stage_starts_on_the_curves(combined_dir):
+    from ctxtui.widgets.line_chart import LineChart
+
+    write_combined_run(combined_dir)
+    app = CtxApp(combined_dir, attach=False, start_mode="run")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.status == "completed")
+        await pilot.pause()
+        for chart_id in ("#loss-chart", "#kl-chart", "#lr-chart"):
+            chart = screen.query_one(chart_id, LineChart)
+            assert chart.marks == [(3, "second")]
+            assert str(chart.border_subtitle) == "steps 1–6 · ┊ 2 stages"
+            rows = str(chart.render()).splitlines()
+            columns = {row.index("┊") for row in rows if "┊" in row}
+            # One dotted line, top to bottom: the curve is not drawn across it from one stage to the next.
+            assert len(columns) == 1 and all("┊" in row for row in rows)
+            assert any("second" in row for row in rows)  # named where the curve leaves room
