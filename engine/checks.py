@@ -132,7 +132,7 @@ def project_warnings(project: Project) -> list[str]:
     from engine.models import remote_code_warning
 
     warning = remote_code_warning(project.model)
-    return ([warning] if warning else []) + ensemble_cost_warnings(project)
+    return ([warning] if warning else []) + ensemble_cost_warnings(project) + on_policy_ensemble_warnings(project)
 
 
 # An ensemble above this many renderings gets a warning with its cost; `teacher.ensemble`
@@ -154,6 +154,25 @@ def ensemble_cost_warnings(project: Project) -> list[str]:
                         f"{size} prompts, {size} x {count:,} inputs = {size * count:,} teacher forward passes, about "
                         f"{size}x the time of a one-prompt teacher pass; evaluation scores "
                         f"{min(size, SINGLE_TEACHERS_SCORED)} of the prompts alone for the mean single-teacher row")
+    return warnings
+
+
+# On-policy scores the student's answers under every rendering at every step.
+ON_POLICY_ENSEMBLE_WARNING = 8
+
+
+def on_policy_ensemble_warnings(project: Project) -> list[str]:
+    """On-policy with a large ensemble: K teacher forward passes per answer, every training step."""
+    warnings = []
+    for stage in project.stages:
+        if stage.distill.policy == "off":
+            continue
+        for name in stage.operations:
+            size = project.operation(name).teacher.ensemble
+            if size > ON_POLICY_ENSEMBLE_WARNING:
+                warnings.append(f"warning: `distill.policy` = \"{stage.distill.policy}\" with `teacher.ensemble` = {size}"
+                                f" (operation {name}): every training step scores the student's answers under {size} "
+                                f"teacher prompts, about {size}x the teacher cost of a one-prompt on-policy step")
     return warnings
 
 

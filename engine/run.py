@@ -164,7 +164,8 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
         train(replace(project, distill=stage.distill), examples, events, run_dir=layout.run_dir, output_dir=student_dir,
               checkpoints_dir=layout.checkpoints_dir(stage), resume=resume,
               init_from=str(previous) if previous else None,
-              weights=[project.operation(name).weight for name in stage.operations])
+              weights=[project.operation(name).weight for name in stage.operations],
+              teacher_from=str(teacher_weights) if teacher_weights else None)
     baselines = {}
     if project.baselines.methods:
         from engine.evaluation.baselines import train_baselines

@@ -80,7 +80,9 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
     from engine.training.train import total_steps_for, train
 
     def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
-        # Baselines keep their checkpoints apart, so a resume never loads them into the student.
+        # Baselines keep their checkpoints apart, so a resume never loads them into the student;
+        # they are the paper's methods, trained off-policy whatever the stage's policy.
+        settings = replace(settings, distill=replace(settings.distill, policy="off"))
         return train(settings, examples, events, run_dir=run_dir, output_dir=run_dir / folder,
                      checkpoints_dir=run_dir / f"{folder}-checkpoints", init_from=str(init_from) if init_from else None,
                      phase=folder)

@@ -163,6 +163,18 @@ class DistillConfig:
     report_to: list = option([], "Experiment trackers that also get the run's figures (events.jsonl stays the record): "
                                  "tensorboard (writes RUN_DIR/tensorboard/), wandb (WANDB_MODE=offline needs no "
                                  "network), mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.")
+    policy: str = option("off", "Who writes the answers the student learns from: off (the teacher's cached answers, "
+                                "the paper's method), on (the student samples its own answers each step and the "
+                                "teacher scores every token of them), mixed (a share of each batch each way).",
+                         ("off", "on", "mixed"))
+    on_policy_fraction: float = option(0.5, "mixed: the share of each micro-batch the student samples itself.",
+                                       minimum=0, maximum=1)
+    student_temperature: float = option(1.0, "on/mixed: the temperature the student samples its answers at.", above=0)
+    divergence: str = option("reverse_kl", "on/mixed: the loss on the student's tokens: reverse_kl (KL(student || "
+                                           "teacher), GKD's), forward_kl, or jsd (generalized Jensen-Shannon, `jsd_beta`).",
+                             ("reverse_kl", "forward_kl", "jsd"))
+    jsd_beta: float = option(0.5, "jsd: the teacher's weight in the mixture (0 = forward KL, 1 = reverse KL).",
+                             minimum=0, maximum=1)
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={
         "help": "LoRA through peft, e.g. lora = { r = 16, alpha = 32, target_modules = \"all-linear\" } (r = 0: full fine-tuning)."})
 

@@ -281,6 +281,10 @@ def _validate_stage(project: Project, index: int, stage: Stage) -> list[str]:
         problems.append(f"`{prefix}distill.num_samples` must be at least 1 for sampled labels")
     if distill.labels == "topk" and distill.top_k == 0:
         problems.append(f"`{prefix}distill.top_k` must be at least 1 for topk labels")
+    if distill.policy == "on" and distill.labels == "hard":
+        problems.append(f"`{prefix}distill.policy` = \"on\" with `{prefix}distill.labels` = \"hard\": on-policy matches "
+                        "the teacher's whole distribution on the student's tokens, and hard labels say the run wants "
+                        "one sampled token instead; set labels = \"sampled\" (or \"topk\"), or policy = \"off\"")
     return problems
 
 

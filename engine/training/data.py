@@ -15,7 +15,7 @@ import torch
 from engine.errors import EngineError, ExtractionError
 from engine.teacher.extractors import Extractor, answer_token_span
 from engine.training.losses import SparseTargets, pad_labels
-from engine.teacher.teacher_pass import TeacherRecord, student_prompt
+from engine.teacher.teacher_pass import TeacherRecord, student_prompt, teacher_prompts
 
 
 @dataclass
@@ -25,6 +25,8 @@ class DistillExample:
     label_ids: list[torch.Tensor]  # per answer token
     label_probs: list[torch.Tensor]
     operation: int = 0  # index of its operation in the stage (simultaneous distillation)
+    # On-policy only: each teacher rendering's prompt ids + its reasoning up to the answer (engine/training/on_policy.py).
+    teacher_prefixes: list[list[int]] | None = None
 
 
 def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: Extractor,
@@ -54,7 +56,11 @@ def build_examples(project, tokenizer, records: list[TeacherRecord], extractor: 
             raise EngineError(f"student sequence for input #{index} is {len(input_ids)} tokens "
                               f"(prompt {len(prompt_ids)} + answer {len(answer_ids)}), over distill.max_seq_len = "
                               f"{max_seq_len}; raise it or shorten the student template")
-        examples.append(DistillExample(input_ids, len(prompt_ids), label_ids, label_probs, operation))
+        prefixes = None
+        if project.distill.policy != "off":  # the teacher scores the student's answer after its own reasoning
+            reasoning = record.output_ids[: span.start]
+            prefixes = [tokenizer(prompt).input_ids + reasoning for prompt in teacher_prompts(project, tokenizer, record.input)]
+        examples.append(DistillExample(input_ids, len(prompt_ids), label_ids, label_probs, operation, prefixes))
     if not examples:
         first = records[0].text if records else ""
         raise ExtractionError(

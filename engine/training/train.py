@@ -12,6 +12,9 @@ first; `resume=True` continues from the newest checkpoint, on the same batches.
 
 Examples of several operations (simultaneous distillation) are mixed by
 `engine.training.batches.BatchPlan` and their losses weighted by `losses.weighted_by_operation`.
+
+`distill.policy` = "on" or "mixed": the student samples (some of) its answers itself each
+step and the teacher scores them (engine/training/on_policy.py); "off" is the paper's method.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from engine.project.schema import Project
 from engine.training.data import DistillExample, collate
 from engine.errors import EngineError, StopRequested
 from engine.training.student_forward import answer_cross_entropy, vocab_chunk_for
+from engine.training import on_policy
 from engine.training import lora
 from engine.models import load_model, precision_problem, resolve_model_path
 from engine.runs.processes import any_process
@@ -149,6 +153,23 @@ def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, eve
     return 0
 
 
+def on_policy_share(policy: str, fraction: float, count: int) -> int:
+    """How many of a micro-batch's examples the student samples itself."""
+    if policy == "mixed":
+        return on_policy.on_policy_rows(count, fraction)
+    return count if policy == "on" else 0
+
+
+@contextlib.contextmanager
+def scoring_teacher(student, frozen):
+    """The model that scores on-policy answers: a frozen copy, or the LoRA student with its adapter off."""
+    if frozen is not None:
+        yield frozen
+    else:
+        with on_policy.adapter_off(student):
+            yield student
+
+
 def _base_reference(project: Project) -> str:
     """How a LoRA adapter names the project's model: `toy-base` or a hub id as written, a folder by its absolute path."""
     resolved = resolve_model_path(project.model.name, project.dir)
@@ -159,12 +180,13 @@ def _base_reference(project: Project) -> str:
 
 def train(project: Project, examples: list[DistillExample], events, *, run_dir: Path, output_dir: Path,
           checkpoints_dir: Path, resume: bool = False, init_from: str | None = None,
-          weights: list[float] | None = None, phase: str = "student") -> Path:
+          weights: list[float] | None = None, phase: str = "student", teacher_from: str | None = None) -> Path:
     """Distill into a fresh copy of the model (or of `init_from`); returns `output_dir`, the saved student.
 
     `init_from` starts from other weights than the project's model: the previous stage's
     student (sequential distillation) or the baselines' first phase. `weights` are the
     operations' weights (example.operation indexes them); `run_dir` holds the STOP file.
+    `teacher_from`: the on-policy teacher's weights when not the project's model (a recursive stage).
     """
     config = project.distill
     weights = weights or [1.0]
@@ -204,6 +226,13 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     model, optimizer = accelerator.prepare(model, optimizer)
     # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/training/lora.py).
     state_kwargs = lora.checkpoint_adapter_only(accelerator) if use_lora else {}
+    frozen_teacher = None
+    if config.policy != "off" and not (use_lora and init_from is None and teacher_from is None):
+        # On-policy needs the teacher's weights beside the student's; a LoRA student over the
+        # teacher's own weights needs no copy (its adapter off is the teacher).
+        frozen_teacher, _ = load_model(project.model, project.dir, path=teacher_from, device=accelerator.device)
+        frozen_teacher.requires_grad_(False)
+    student_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
 
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
@@ -221,13 +250,15 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
         optimizer.optimizer.state.clear()
         del initial
     stop = StopSignal(run_dir)
-    events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples",
+    events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples"
+                + (f", {config.policy}-policy ({config.divergence})" if config.policy != "off" else ""),
                 total_steps=total_steps, device=str(accelerator.device), processes=world,
                 parallelism=accelerator.distributed_type.value)
 
     # --- loop
     started = time.time()
     window_tokens, window_started = 0, time.time()
+    timing = {"sample_s": 0.0, "score_s": 0.0, "train_s": 0.0}  # per step, over a log window (on-policy's cost)
     step = start_step
     try:
         while step < total_steps:
@@ -241,19 +272,44 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
             for accumulation in range(config.grad_accum):
                 micro_step = step * config.grad_accum + accumulation
                 batch = [examples[i] for i in plan.micro_batch(micro_step, rank, world)]
-                input_ids, attention_mask, targets = collate(batch, tokenizer.pad_token_id)
-                # Data parallel: gradients are averaged across processes once, on the step's last micro-batch.
+                on_count = on_policy_share(config.policy, config.on_policy_fraction, len(batch))
+                on_batch, off_batch = batch[:on_count], batch[on_count:]
+                scored = None
+                if on_batch:  # the student writes, the teacher grades (no gradient in either)
+                    with scoring_teacher(accelerator.unwrap_model(model), frozen_teacher) as teacher, accelerator.autocast():
+                        scored = on_policy.score_on_policy(
+                            accelerator.unwrap_model(model), teacher, tokenizer, on_batch,
+                            temperature=config.student_temperature, max_new_tokens=student_tokens,
+                            stops=project.generate.stop, seed=(config.seed * 1_000_003 + micro_step) * 1009 + rank)
+                    timing["sample_s"] += scored.sample_s
+                    timing["score_s"] += scored.score_s
+                answer_tokens = [sum(len(e.label_ids) for e in off_batch), len(scored.positions) if scored else 0]
+                trained = time.perf_counter()
+                # Data parallel: gradients are averaged across processes once, on the step's last backward.
                 last = accumulation == config.grad_accum - 1
-                with (contextlib.nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
-                    # The LM head runs at the answer positions only: the loss needs no other rows.
-                    loss, kl = answer_cross_entropy(model, input_ids.to(accelerator.device),
-                                                    attention_mask.to(accelerator.device), targets.to(accelerator.device),
-                                                    loss_weights,
-                                                    vocab_chunk=vocab_chunk_for(model, len(targets.positions), config.vocab_chunk))
-                    accelerator.backward(loss / config.grad_accum)
-                step_loss += loss.item() / config.grad_accum
-                step_kl += kl.item() / config.grad_accum
-                window_tokens += int(attention_mask.sum()) * world
+                if off_batch:
+                    share = answer_tokens[0] / sum(answer_tokens)
+                    input_ids, attention_mask, targets = collate(off_batch, tokenizer.pad_token_id)
+                    with (contextlib.nullcontext() if last and not on_batch else accelerator.no_sync(model)), \
+                            accelerator.autocast():
+                        # The LM head runs at the answer positions only: the loss needs no other rows.
+                        loss, kl = answer_cross_entropy(model, input_ids.to(accelerator.device),
+                                                        attention_mask.to(accelerator.device), targets.to(accelerator.device),
+                                                        loss_weights,
+                                                        vocab_chunk=vocab_chunk_for(model, len(targets.positions), config.vocab_chunk))
+                        accelerator.backward(loss * share / config.grad_accum if on_batch else loss / config.grad_accum)
+                    step_loss += loss.item() * share / config.grad_accum
+                    step_kl += kl.item() * share / config.grad_accum
+                    window_tokens += int(attention_mask.sum()) * world
+                if on_batch:
+                    share = answer_tokens[1] / sum(answer_tokens)
+                    with (contextlib.nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
+                        loss, _ = on_policy.on_policy_loss(model, scored, loss_weights, config.divergence, config.jsd_beta)
+                        accelerator.backward(loss * share / config.grad_accum)
+                    step_loss += loss.item() * share / config.grad_accum
+                    step_kl += loss.item() * share / config.grad_accum  # on the student's tokens the loss is the divergence
+                    window_tokens += int(scored.attention_mask.sum()) * world
+                timing["train_s"] += time.perf_counter() - trained
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
@@ -273,8 +329,12 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                             memory_mb=round(memory_mb(accelerator.device), 1),
                             elapsed_s=round(elapsed, 2),
                             eta_s=round(elapsed / done_here * (total_steps - step), 2),
-                            epoch=round(step * config.grad_accum * global_batch / len(examples), 3))
+                            epoch=round(step * config.grad_accum * global_batch / len(examples), 3),
+                            **({"policy": config.policy, **{name: round(seconds / config.log_every, 4)
+                                                            for name, seconds in timing.items()}}
+                               if config.policy != "off" else {}))
                 window_tokens, window_started = 0, now
+                timing = dict.fromkeys(timing, 0.0)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
                 save_checkpoint(accelerator, checkpoints_dir, step, events)
 
