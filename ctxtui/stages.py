@@ -112,6 +112,12 @@ def summary_rows(results: dict[str, dict[str, dict]]) -> tuple[str, list[tuple[s
     return stage, list(results[stage].items())
 
 
+def trained_steps(state) -> str:
+    """`80/80`: the student's training steps over every stage (not the teacher's or evaluation's counts)."""
+    step, total = state.trained
+    return f"{step}/{total}" if total else "–"
+
+
 def headline_of(metrics: dict) -> tuple[str, dict]:
     """(`stage/operation` or "", the one table that stands for the run): a staged run's last stage, first operation."""
     if not metrics.get("combined"):

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from ctxtui import runner
+from ctxtui import runner, stages
 from ctxtui.widgets.metrics_table import ROLES
 
 
@@ -60,7 +60,11 @@ class CompareScreen(ModalScreen):
         table = self.query_one("#compare-metrics", DataTable)
         last = self.letters[-1]
         table.add_columns("metric", *self.letters, f"{last} − A")
-        metrics = [runner.load_json(run / "metrics.json") for run in self.runs]
+        # A staged run is compared by its headline table: its last stage's first operation, named in a row.
+        headlines = [stages.headline_of(runner.load_json(run / "metrics.json")) for run in self.runs]
+        metrics = [tables for _, tables in headlines]
+        if any(where for where, _ in headlines):
+            table.add_row("stage/operation", *(where or "–" for where, _ in headlines), "")
 
         def number(value) -> str:
             return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
@@ -84,4 +88,4 @@ class CompareScreen(ModalScreen):
         table.add_row("prompt token ratio", *(f"{r:.2f}" if isinstance(r, (int, float)) else "–" for r in ratios), "")
         states = [runner.run_info(run) for run in self.runs]
         table.add_row("status", *(s.status for s in states), "")
-        table.add_row("steps", *(str(s.state.step) for s in states), "")
+        table.add_row("training steps", *(stages.trained_steps(s.state) for s in states), "")

@@ -10,19 +10,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ctxtui import runner
+from ctxtui import runner, stages
 from ctxtui.screens.compare import CompareScreen
 
 REFRESH_S = 2.0
 
 
 def headline(info: runner.RunInfo) -> tuple[str, str, str, str]:
-    """(metric, teacher, before, after) for the first metric of the run's metrics.json."""
-    metrics = info.metrics
-    if metrics.get("combined"):  # the last stage's first operation stands for the run
-        stages = list((metrics.get("stages") or {}).values())
-        operations = list(((stages[-1] if stages else {}).get("operations") or {}).values())
-        metrics = operations[0] if operations else {}
+    """(metric, teacher, before, after) for the first metric; a staged run's names its stage and operation."""
+    where, metrics = stages.headline_of(info.metrics)  # the last stage's first operation stands for a staged run
     after = metrics.get("student_after") or {}
     if not after:
         return ("", "", "", "")
@@ -32,7 +28,7 @@ def headline(info: runner.RunInfo) -> tuple[str, str, str, str]:
         number = (metrics.get(role) or {}).get(name)
         return f"{number:.3f}" if isinstance(number, (int, float)) else "–"
 
-    return (name, value("teacher"), value("student_before"), value("student_after"))
+    return (f"{name} ({where})" if where else name, value("teacher"), value("student_before"), value("student_after"))
 
 
 class RunsScreen(Screen):
@@ -81,8 +77,8 @@ class RunsScreen(Screen):
         cursor = table.cursor_row
         table.clear()
         for info in self.runs:
-            steps = f"{info.state.step}/{info.state.total_steps}" if info.state.total_steps else "–"
-            table.add_row("●" if info.run_dir in self.marked else " ", info.name, info.status, info.date, steps,
+            table.add_row("●" if info.run_dir in self.marked else " ", info.name, info.status, info.date,
+                          stages.trained_steps(info.state),
                           *headline(info), key=str(info.run_dir))
         if self.runs:
             table.move_cursor(row=min(cursor, len(self.runs) - 1))

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import tomlkit
 
-from conftest import COMBINED_METRICS, combined_events, write_combined_project, write_combined_run, write_project
+from conftest import (COMBINED_METRICS, combined_events, write_combined_project, write_combined_run, write_project,
+                      write_run)
 from ctxtui import runner
 from ctxtui.app import CtxApp
 from ctxtui.project_file import ProjectFile
@@ -183,7 +184,7 @@ async def test_results_show_per_stage_tables_matrix_and_filtered_samples(combine
     from ctxtui.screens.runs import headline
 
     run_dir = write_combined_run(combined_dir)
-    assert headline(runner.run_info(run_dir)) == ("exact_match", "0.900", "0.800", "0.400")
+    assert headline(runner.run_info(run_dir)) == ("exact_match (second/upper)", "0.900", "0.800", "0.400")
     app = CtxApp(combined_dir, attach=False, start_mode="results")
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
@@ -237,3 +238,33 @@ async def test_run_screen_marks_where_each_stage_starts_on_the_curves(combined_d
             # One dotted line, top to bottom: the curve is not drawn across it from one stage to the next.
             assert len(columns) == 1 and all("┊" in row for row in rows)
             assert any("second" in row for row in rows)  # named where the curve leaves room
+
+
+async def test_runs_and_compare_count_training_steps_and_name_the_stage(combined_dir):
+    from ctxtui.screens.compare import CompareScreen
+    from ctxtui.screens.runs import RunsScreen
+
+    events = combined_events()
+    evaluation = [{"type": "progress", "time": events[-1]["time"], "stage": "eval", "which": which, "step": 64,
+                   "total_steps": 64, "unit": "inputs", "elapsed_s": 1.0, "eta_s": 0.0, "stage_name": "second",
+                   "operation": "lower"} for which in ("teacher", "student_before", "student_after")]
+    write_combined_run(combined_dir, "20260102T000000Z-demo", events=events[:-1] + evaluation + events[-1:])
+    write_run(combined_dir, "20260101T000000Z-demo")  # a one-operation run: 10 steps, no stage named
+    app = CtxApp(combined_dir, attach=False, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await pilot.pause()
+        table = screen.query_one("#runs-table")
+        staged, single = table.get_row_at(0), table.get_row_at(1)
+        assert staged[4] == "6/6" and staged[5] == "exact_match (second/upper)"  # 3 + 3 steps, not the 64 inputs
+        assert single[4] == "10/10" and single[5] == "exact_match"
+        await pilot.press("space", "down", "space", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        compare = app.screen.query_one("#compare-metrics")
+        rows = {str(row[0]): [str(cell) for cell in row[1:3]]
+                for row in (compare.get_row_at(index) for index in range(compare.row_count))}
+        assert rows["stage/operation"] == ["–", "second/upper"]  # A is the older, one-operation run
+        assert rows["training steps"] == ["10/10", "6/6"]
+        assert rows["student after exact_match"] == ["0.500", "0.400"]
