@@ -104,6 +104,19 @@ def test_a_second_run_on_a_live_run_folder_stops_at_once_naming_its_pid(holder, 
     assert status == 2 and f"pid {process.pid}" in output
 
 
+def test_under_torchrun_both_processes_stop_on_a_live_run_folder(holder, tmp_path):
+    """Only the main process asks for the lock; the other learns the refusal and stops too, never waiting."""
+    process, run_dir = holder
+    project = build_project({}, tmp_path / "project", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "engine.cli", "run", str(project), "--run-dir", str(run_dir), "--quiet"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=REPO, timeout=180)
+    assert done.returncode != 0
+    lines = [line for line in done.stdout.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 2 and all(f"in use by a live run (pid {process.pid})" in line for line in lines), done.stdout
+    assert sorted(path.name for path in run_dir.iterdir()) == [LOCK_FILE]
+
+
 def test_a_killed_runs_lock_is_stale(holder):
     process, run_dir = holder
     os.kill(process.pid, signal.SIGKILL)
