@@ -64,16 +64,10 @@ def teacher_prompt(project: Project, tokenizer, example: dict, index: int = 0) -
 
 
 def teacher_prompts(project: Project, tokenizer, example: dict) -> list[str]:
-    """All `teacher.ensemble` prompts of one input. Two random draws of examples may coincide now
-    and then (4 of 8 examples, K = 4: about one input in 300), which only weights that draw twice;
-    K identical prompts mean the template draws nothing, and the ensemble is one teacher K times."""
-    prompts = [teacher_prompt(project, tokenizer, example, index) for index in range(project.teacher.ensemble)]
-    if len(prompts) > 1 and len(set(prompts)) == 1:
-        raise EngineError(
-            f"`teacher.ensemble` = {len(prompts)}, but the teacher template gave the same prompt {len(prompts)} times "
-            f"for input {example.get('input')!r}: it is larger than the examples allow, or the template draws none; "
-            "draw examples with `| sample(n)` from a longer list, or lower `teacher.ensemble`")
-    return prompts
+    """All `teacher.ensemble` prompts of one input. Random draws may coincide for one input, even all
+    K of them (`shuffle` of 3 examples, K = 3: one input in 36), which only weights that draw more;
+    a template that never varies is refused before the run, by rendering it (engine/checks.py)."""
+    return [teacher_prompt(project, tokenizer, example, index) for index in range(project.teacher.ensemble)]
 
 
 def student_prompt(project: Project, tokenizer, example: dict) -> str:

@@ -185,6 +185,18 @@ def test_an_ensemble_made_with_shuffle_is_accepted(tmp_path, capsys):
     assert "would be the same" not in output
 
 
+def test_an_input_whose_shuffles_all_coincide_does_not_stop_the_teacher_pass(tmp_path):
+    """3 examples shuffled 3 times give one input in 36 three equal prompts: a weight, not an error."""
+    from engine.project.templates import render_teacher
+    from engine.teacher.teacher_pass import teacher_prompts
+
+    project = load_project(build_project({"set": {"teacher.ensemble": 3, "teacher.template": SHUFFLED,
+                                                  "teacher.vars": {"examples": EXAMPLES}}}, tmp_path / "project", None))
+    unlucky = next(example for example in ({"input": f"w{i}"} for i in range(2000))
+                   if len({render_teacher(project, example, index) for index in range(3)}) == 1)
+    assert len(teacher_prompts(project, None, unlucky)) == 3
+
+
 def test_a_large_ensemble_is_warned_about_with_its_cost(tmp_path, capsys):
     examples = [{"input": f"x{i}", "output": f"{i}x"} for i in range(6)]
     project = build_project({"set": {"teacher.ensemble": 20, "teacher.template": SHUFFLED,
