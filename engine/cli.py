@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or error.errno not in DISK_ERRORS:
             raise
         print(f"error: {disk_message(error, args)}", file=sys.stderr)
+        from engine.runs.launcher import report_error
+
+        report_error(f"error: {disk_message(error, args)}")
         return 2
     except KeyboardInterrupt:
         return 130
