@@ -111,7 +111,7 @@ later stage starts training (named at the top).
                 elif (row_index, column) in label_chars:
                     char, style = label_chars[row_index, column], "$text-muted"
                 else:
-                    char, style = " ", ""
+                    char, style = " ", line_style  # one run of the curve's style when nothing is marked
                 if runs and runs[-1][1] == style:
                     runs[-1][0] += char
                 else:
