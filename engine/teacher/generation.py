@@ -17,6 +17,7 @@ fits at 200 tokens a row does not run out of memory at 4,000.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ import torch
 
 from engine.errors import EngineError
 from engine.teacher.extractors import token_char_bounds
+from engine.teacher.shared_prefix import attending_to_shared_prefix, can_share, shared_cache
 from engine.models import context_window
 
 
@@ -115,8 +117,12 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def prefix_cache_for_batch(prefix: SharedPrefix, batch_size: int, max_length: int):
+def prefix_cache_for_batch(prefix: SharedPrefix, batch_size: int, max_length: int, model=None):
     """A fresh cache for one batch holding the prefix (generation appends to the cache it is given).
+
+    Given the `model`, where its attention allows: the prefix stays one copy for every row
+    (engine/teacher/shared_prefix.py) and each row holds only its own tokens; otherwise
+    each row holds a copy of the prefix.
 
     Preallocated to `max_length` positions where the prefix cache is a plain dynamic one: a
     dynamic cache grows by copying itself at every step, which after a long prefix is most of
@@ -124,6 +130,8 @@ def prefix_cache_for_batch(prefix: SharedPrefix, batch_size: int, max_length: in
     """
     if not all(type(layer).__name__ == "DynamicLayer" for layer in getattr(prefix.cache, "layers", [None])):
         return copied_cache(prefix, batch_size)
+    if model is not None and can_share(model):
+        return shared_cache(prefix.cache, max_length - len(prefix.ids))
     return preallocated_cache(prefix, batch_size, max_length)
 
 
@@ -233,9 +241,13 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
         options.update(temperature=None, top_p=None, top_k=None)
     if stops:
         options.update(stop_strings=list(stops), tokenizer=tokenizer)
+    attending = contextlib.nullcontext()
     if prefix is not None:
-        options[cache_keyword(model)] = prefix_cache_for_batch(prefix, len(prompt_ids), input_ids.shape[1] + max_new_tokens)
+        cache = prefix_cache_for_batch(prefix, len(prompt_ids), input_ids.shape[1] + max_new_tokens, model)
+        options[cache_keyword(model)] = cache
         options["disable_compile"] = True  # a fixed-size cache would make generate compile the model on a GPU
+        if getattr(cache, "shares_prefix", False):
+            attending = attending_to_shared_prefix(model, cache)
 
     row_logits: list[list[torch.Tensor]] = [[] for _ in prompt_ids]
 
@@ -247,7 +259,7 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
             on_step(logits)
 
     with calling_each_step(model, collect if keep_logits or on_step is not None else None):
-        with only_the_projects_settings(model):
+        with only_the_projects_settings(model), attending:
             result = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
     new_tokens = result.sequences[:, input_ids.shape[1]:].tolist()
     eos_ids = _eos_ids(model, tokenizer)

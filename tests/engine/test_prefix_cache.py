@@ -76,3 +76,36 @@ def test_the_preallocated_and_the_copied_prefix_cache_give_the_same_outputs(mode
     for static, copied in zip(*runs):
         assert static.output_ids == copied.output_ids
         torch.testing.assert_close(static.logits, copied.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_batch_holds_the_shared_prefix_once_not_per_row(model_and_tokenizer):
+    """Issue 17, item 4: the rows' caches hold their own tokens; the prefix is one copy for all rows,
+    with the same outputs and logits as a per-row copy of it."""
+    from engine.teacher import generation
+    from engine.teacher.generation import encode_prompts, encode_shared_prefix, prefix_cache_for_batch
+
+    model, tokenizer = model_and_tokenizer
+    prompt_ids = encode_prompts(tokenizer, [f"{SHARED}Input: {word}\nOutput: " for word in INPUTS])
+    prefix = encode_shared_prefix(model, prompt_ids)
+    width = max(len(ids) for ids in prompt_ids) + 6
+    shared = prefix_cache_for_batch(prefix, len(prompt_ids), width, model)
+    copied = prefix_cache_for_batch(prefix, len(prompt_ids), width)
+    assert getattr(shared, "shares_prefix", False) and not getattr(copied, "shares_prefix", False)
+    for layer, prefix_layer in zip(shared.layers, prefix.cache.layers):
+        assert layer.prefix_keys is prefix_layer.keys and layer.prefix_keys.shape[0] == 1  # the one copy
+        assert layer.max_cache_len == width - len(prefix.ids)  # rows: room for their own tokens only
+
+    outputs = {}
+    for name, share in (("shared", model), ("copied", None)):
+        original = generation.prefix_cache_for_batch
+        generation.prefix_cache_for_batch = lambda p, rows, length, m=None, share=share: original(p, rows, length, share)
+        try:
+            torch.manual_seed(4)
+            outputs[name] = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=6, temperature=1.0,
+                                           keep_logits=True, prefix=prefix)
+        finally:
+            generation.prefix_cache_for_batch = original
+    for shared_row, copied_row in zip(outputs["shared"], outputs["copied"]):
+        assert shared_row.output_ids == copied_row.output_ids
+        torch.testing.assert_close(shared_row.logits, copied_row.logits, rtol=1e-4, atol=1e-4)
+    assert model.config._attn_implementation != "shared_prefix"  # switched back after generating
