@@ -1,4 +1,4 @@
-"""`python -m bench`: print the issue-9 figures as ratios measured side by side (see bench/README.md).
+"""`python -m bench`: print the issue-9 and issue-17 figures as ratios measured side by side (see bench/README.md).
 
     python -m bench                 # default sizes: a few minutes on 2 cores
     python -m bench --tiny          # seconds (what the tests run)
@@ -17,13 +17,14 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-FIGURES = {"a": "teacher_pass", "b": "alignment", "c": "distillation_step", "d": "label_bytes", "e": "training_throughput"}
+FIGURES = {"a": "teacher_pass", "b": "alignment", "c": "distillation_step", "d": "label_bytes", "e": "training_throughput",
+           "f": "teacher_labels", "g": "shared_prefix", "h": "token_batching"}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds): checks that the bench runs")
-    parser.add_argument("--only", default="a,b,c,d,e", help="figures to run, e.g. a,c")
+    parser.add_argument("--only", default=",".join(FIGURES), help="figures to run, e.g. a,c")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per variant (median); default 3, tiny 1")
     parser.add_argument("--threads", type=int, default=None, help="torch threads; default engine.threads' choice")
     parser.add_argument("--json", default=None, help="also write every number to this JSON file")

@@ -1,4 +1,4 @@
-"""The bench's figures, (a) to (e) of issue 9; each returns a dict of plain numbers."""
+"""The bench's figures, (a) to (e) of issue 9 and (f) to (h) of issue 17; each returns a dict of plain numbers."""
 
 from __future__ import annotations
 
@@ -45,13 +45,31 @@ class Sizes:
     mfu_batch: int = 16
     mfu_seq: int = 64
     mfu_steps: int = 5
+    # (f) teacher labels, row by row against BatchLabels
+    label_batches: tuple = (1, 16, 64)
+    label_steps: int = 16
+    labels_vocab: int = 32000
+    label_pass_inputs: int = 32
+    # (g) shared prefix: encoding at a large vocabulary, KV bytes per batch row
+    prefix_vocab: int = 128256
+    prefix_rows: int = 16
+    # (h) token batches on a skewed set of input lengths
+    skew_short: int = 20
+    skew_short_count: int = 60
+    skew_long: int = 1500
+    skew_long_count: int = 4
+    skew_batch_size: int = 16
+    skew_max_tokens: int = 4096
 
     @classmethod
     def tiny(cls) -> "Sizes":
         return cls(repeats=1, prefix_tokens=40, inputs=4, input_tokens=6, batch_size=2, new_tokens=3, teacher_vocab=500,
                    teacher_hidden=32, alignment_lengths=(32, 64), alignment_vocab=300, step_vocab=1000, step_hidden=32,
                    step_batch=2, step_seq=16, step_answer=4, step_label_width=4, vocab_chunk=256, label_vocab=1000,
-                   label_positions=8, num_samples=20, mfu_batch=2, mfu_seq=16, mfu_steps=1)
+                   label_positions=8, num_samples=20, mfu_batch=2, mfu_seq=16, mfu_steps=1,
+                   label_batches=(1, 4), label_steps=3, labels_vocab=500, label_pass_inputs=4, prefix_vocab=1000,
+                   prefix_rows=2, skew_short=4, skew_short_count=6, skew_long=40, skew_long_count=2, skew_batch_size=4,
+                   skew_max_tokens=100)
 
 
 # --- (a) teacher pass with a long shared prefix -------------------------------------
@@ -210,12 +228,13 @@ def distillation_step(sizes: Sizes) -> dict:
     for name, run in variants.items():
         model.zero_grad(set_to_none=True)  # each step's own memory then includes allocating its gradients
         memory[name] = resident_mb_during(run)
-    plain_peak = memory["plain_cross_entropy"][1]
+    plain_peak, full_peak = memory["plain_cross_entropy"][1], memory["full_logits"][1]
     return {"seconds": seconds,
             "time_vs_full_logits": {name: value / seconds["full_logits"] for name, value in seconds.items()},
             "peak_mb": {name: peak for name, (_, peak) in memory.items()},
             "step_mb": {name: peak - before for name, (before, peak) in memory.items()},
-            "peak_vs_plain_cross_entropy": {name: peak / plain_peak for name, (_, peak) in memory.items()}}
+            "peak_vs_plain_cross_entropy": {name: peak / plain_peak for name, (_, peak) in memory.items()},
+            "peak_vs_full_logits": {name: peak / full_peak for name, (_, peak) in memory.items()}}
 
 
 # --- (d) soft-label bytes --------------------------------------------------------------
@@ -240,8 +259,16 @@ def label_bytes(sizes: Sizes) -> dict:
 
 # --- (e) training throughput of the embedded default -----------------------------------
 
-def matmul_peak_gflops(repeats: int) -> float:
-    """This machine's fp32 matmul rate at the current thread count: the best of a few square sizes."""
+def matmul_peak_gflops(repeats: int, threads: int | None = None) -> float:
+    """This machine's fp32 matmul rate with `threads` torch threads (default: the current count):
+    the best of a few square sizes."""
+    if threads is not None:
+        current = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return matmul_peak_gflops(repeats)
+        finally:
+            torch.set_num_threads(current)
     best = 0.0
     for size in (256, 512, 1024):
         a, b = torch.randn(size, size), torch.randn(size, size)
@@ -290,6 +317,206 @@ def training_throughput(sizes: Sizes) -> dict:
     # 6 N per token (forward + backward), attention scores 12 L T d per token, the head at answer rows only.
     flops = (tokens * (6 * non_embedding + 12 * config.num_hidden_layers * sizes.mfu_seq * config.hidden_size)
              + 6 * len(positions) * embedding)
-    peak = matmul_peak_gflops(sizes.repeats)
+    # MFU against the whole machine: the matmul rate with one thread per usable CPU, however many
+    # threads the step itself ran with (a step held to fewer threads than cores scores lower, as it should).
+    from engine.threads import usable_cpus
+
+    # On a loaded machine the all-core measurement comes out low (the other work takes cores), so the
+    # peak is the larger of it and N x the one-thread rate: an MFU that errs low, never high.
+    all_cores = usable_cpus()
+    measured_all = matmul_peak_gflops(sizes.repeats, threads=all_cores)
+    one_thread = matmul_peak_gflops(sizes.repeats, threads=1)
+    peak = max(measured_all, all_cores * one_thread)
+    step_threads_peak = matmul_peak_gflops(sizes.repeats)
     return {"tokens_per_s": tokens / seconds, "step_seconds": seconds, "model_gflops_per_s": flops / seconds / 1e9,
-            "matmul_peak_gflops_per_s": peak, "mfu": flops / seconds / 1e9 / peak}
+            "step_threads": torch.get_num_threads(), "peak_threads": all_cores,
+            "matmul_gflops_per_s_all_threads_measured": measured_all, "matmul_gflops_per_s_one_thread": one_thread,
+            "matmul_peak_gflops_per_s": peak, "mfu": flops / seconds / 1e9 / peak,
+            "matmul_peak_gflops_per_s_at_step_threads": step_threads_peak,
+            "mfu_at_step_threads": flops / seconds / 1e9 / step_threads_peak}
+
+
+# --- (f) teacher labels: row by row (before commit 745cd07) against BatchLabels ----------------
+
+def row_by_row_labels(logits: torch.Tensor, num_samples: int, generators: list[torch.Generator]) -> list:
+    """The label drawing of engine/teacher/teacher_pass.py before 745cd07, per step: for every row a
+    softmax, `torch.multinomial` of N with replacement from that input's CPU generator, `torch.unique`."""
+    labels = []
+    for row, generator in enumerate(generators):
+        probs = torch.softmax(logits[row: row + 1].float(), dim=-1)
+        draws = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
+        for draw in draws:
+            unique, counts = torch.unique(draw, return_counts=True)
+            labels.append((unique, counts.float() / num_samples))
+    return labels
+
+
+class RowByRowRecorder:
+    """A StepRecorder that draws as the teacher pass did before 745cd07 (one call per row per step)."""
+
+    def __init__(self, num_samples: int, generators: list[torch.Generator]):
+        self.num_samples, self.generators = num_samples, generators
+        self.steps: list[list] = []
+
+    def __call__(self, logits: torch.Tensor) -> None:
+        self.steps.append(row_by_row_labels(logits, self.num_samples, self.generators))
+
+    def rows(self, kept: list[int]) -> list:
+        from engine.teacher.labels import _offsets
+
+        joined = []
+        for row, length in enumerate(kept):
+            per_step = [step[row] for step in self.steps[:length]]
+            ids = torch.cat([ids for ids, _ in per_step]).long() if per_step else torch.zeros(0, dtype=torch.long)
+            probs = torch.cat([probs for _, probs in per_step]) if per_step else torch.zeros(0)
+            joined.append((_offsets(torch.tensor([len(ids) for ids, _ in per_step], dtype=torch.long)), ids, probs))
+        return joined
+
+
+def teacher_labels(sizes: Sizes) -> dict:
+    from engine.teacher.generation import generate_all
+    from engine.teacher.labels import BatchLabels, seeded_generators
+
+    figures = {"draw": {}, "pass": {}}
+    steps = sizes.label_steps
+    for batch in sizes.label_batches:
+        logits = torch.randn(steps, batch, sizes.labels_vocab, generator=torch.Generator().manual_seed(batch)) * 3
+
+        def before():
+            generators = seeded_generators(0, batch)
+            for step in range(steps):
+                row_by_row_labels(logits[step], sizes.num_samples, generators)
+
+        def after():
+            recorder = BatchLabels("sampled", sizes.num_samples, 0, seeded_generators(0, batch), steps)
+            for step in range(steps):
+                recorder(logits[step])
+            recorder.rows([steps] * batch)
+
+        before(), after()  # warm-up
+        seconds = median_seconds({"row_by_row": before, "batch_labels": after}, sizes.repeats)
+        figures["draw"][batch] = {"ms_per_step": {name: value / steps * 1e3 for name, value in seconds.items()},
+                                  "speedup": seconds["row_by_row"] / seconds["batch_labels"]}
+
+    # The whole teacher pass (generation + labels) on a small random Llama, same inputs at each batch size.
+    model = random_llama(sizes.labels_vocab, sizes.teacher_hidden, sizes.teacher_layers, 4,
+                         sizes.input_tokens + sizes.label_steps + 8)
+    generator = torch.Generator().manual_seed(1)
+    inputs = [torch.randint(1, sizes.labels_vocab, (sizes.input_tokens // 2 + i % (sizes.input_tokens // 2 + 1),),
+                            generator=generator).tolist() for i in range(sizes.label_pass_inputs)]
+    for batch in sizes.label_batches:
+        def run(make):
+            def go():
+                generate_all(model, IdTokenizer(), inputs, batch_size=batch, max_new_tokens=steps, temperature=1.0,
+                             seed=0, recorder_for=lambda indices: make(seeded_generators(0, len(inputs)), indices))
+            return go
+
+        seconds = median_seconds({
+            "row_by_row": run(lambda gens, idx: RowByRowRecorder(sizes.num_samples, [gens[i] for i in idx])),
+            "batch_labels": run(lambda gens, idx: BatchLabels("sampled", sizes.num_samples, 0, [gens[i] for i in idx],
+                                                              steps)),
+            "no_labels": run(lambda gens, idx: None)}, sizes.repeats)
+        figures["pass"][batch] = {"seconds": seconds, "speedup": seconds["row_by_row"] / seconds["batch_labels"],
+                                  "labels_share_before": 1 - seconds["no_labels"] / seconds["row_by_row"],
+                                  "labels_share_after": 1 - seconds["no_labels"] / seconds["batch_labels"]}
+    return figures
+
+
+# --- (g) the shared prefix: encoded without the LM head; its KV cache per batch row ------------
+
+def shared_prefix(sizes: Sizes) -> dict:
+    from engine.teacher.generation import cache_keyword, encode_shared_prefix, prefix_cache_for_batch
+
+    return_freed_memory_to_the_os()
+    model = random_llama(sizes.prefix_vocab, sizes.teacher_hidden, sizes.teacher_layers, 4, sizes.prefix_tokens + 8)
+    ids = torch.randint(1, sizes.prefix_vocab, (sizes.prefix_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
+    prompts = [ids + [5], ids + [6]]
+    caches = {}
+
+    @torch.no_grad()
+    def full_logits():  # what encode_shared_prefix did before 745cd07: the LM head over every position
+        output = model(input_ids=torch.tensor([ids]), use_cache=True)
+        caches["full_logits"] = output[cache_keyword(model)]
+
+    def keep_one():
+        caches["logits_to_keep_1"] = encode_shared_prefix(model, prompts).cache
+
+    full_logits(), keep_one()  # warm-up
+    identical = all(torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+                    for a, b in zip(caches["full_logits"].layers, caches["logits_to_keep_1"].layers))
+    seconds = median_seconds({"full_logits": full_logits, "logits_to_keep_1": keep_one}, sizes.repeats)
+    memory = {}
+    for name, run in (("full_logits", full_logits), ("logits_to_keep_1", keep_one)):
+        caches.clear()
+        memory[name] = resident_mb_during(run)
+    encode = {"seconds": seconds, "time_ratio": seconds["logits_to_keep_1"] / seconds["full_logits"],
+              "step_mb": {name: peak - before for name, (before, peak) in memory.items()},
+              "identical_cache": identical}
+
+    # (ii) what a batch's cache holds of the prefix, per row, read from the cache tensors.
+    shared = encode_shared_prefix(model, prompts)
+    config = model.config
+    rows, max_length = sizes.prefix_rows, sizes.prefix_tokens + 1 + sizes.new_tokens
+    cache = prefix_cache_for_batch(shared, rows, max_length)
+    cache_bytes = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    prefix_bytes = sum(t[:, :, : len(shared.ids)].numel() * t.element_size()
+                       for layer in cache.layers for t in (layer.keys, layer.values))
+    shared_bytes = sum(t.numel() * t.element_size() for layer in shared.cache.layers for t in (layer.keys, layer.values))
+    head_dim = config.hidden_size // config.num_attention_heads
+    element = torch.finfo(model.dtype).bits // 8
+    formula = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * len(shared.ids) * element
+    kv = {"shape": {"layers": config.num_hidden_layers, "kv_heads": config.num_key_value_heads, "head_dim": head_dim,
+                    "bytes_per_element": element, "prefix_tokens": len(shared.ids), "rows": rows,
+                    "cache_positions": max_length},
+          "cache_type": type(cache).__name__,
+          "prefix_bytes_per_row_measured": prefix_bytes / rows, "cache_bytes_per_row": cache_bytes / rows,
+          "shared_prefix_cache_bytes": shared_bytes, "prefix_bytes_per_row_formula": formula,
+          "rows_share_storage": len({layer.keys.data_ptr() for layer in cache.layers}) < len(cache.layers)
+                                or cache.layers[0].keys.stride(0) == 0}
+    # Llama-3-8B: 32 layers, 8 KV heads, head dim 128, bf16; a 2,000-token prefix.
+    llama_row = 2 * 32 * 8 * 128 * 2000 * 2
+    kv["llama3_8b"] = {"prefix_bytes_per_row": llama_row, "batch_16": 16 * llama_row, "batch_128": 128 * llama_row}
+    return {"encode": encode, "kv_per_row": kv}
+
+
+# --- (h) token batches on a skewed set of input lengths -----------------------------------------
+
+def token_batching(sizes: Sizes) -> dict:
+    from engine.teacher.generation import generate_batch, token_batches
+
+    return_freed_memory_to_the_os()
+    model = random_llama(sizes.teacher_vocab, sizes.teacher_hidden, sizes.teacher_layers, 4,
+                         sizes.skew_long + sizes.new_tokens + 8)
+    generator = torch.Generator().manual_seed(2)
+    lengths = [sizes.skew_short] * sizes.skew_short_count + [sizes.skew_long] * sizes.skew_long_count
+    order = torch.randperm(len(lengths), generator=generator).tolist()  # long inputs anywhere in the set
+    prompts = [torch.randint(1, sizes.teacher_vocab, (lengths[i],), generator=generator).tolist() for i in order]
+    tokenizer = IdTokenizer()
+    plans = {"rows_only": token_batches(prompts, sizes.new_tokens, sizes.skew_batch_size, 0),
+             "max_batch_tokens": token_batches(prompts, sizes.new_tokens, sizes.skew_batch_size, sizes.skew_max_tokens)}
+
+    def run(batches):
+        def go():
+            torch.manual_seed(0)
+            for batch in batches:
+                generate_batch(model, tokenizer, [prompts[i] for i in batch], max_new_tokens=sizes.new_tokens,
+                               temperature=1.0)
+        return go
+
+    figures = {}
+    for name, batches in plans.items():
+        widths = [max(len(prompts[i]) for i in batch) for batch in batches]
+        figures[name] = {"batches": len(batches), "rows": [len(batch) for batch in batches],
+                         "padded_prompt_tokens": sum(w * len(b) for w, b in zip(widths, batches)),
+                         "padding_tokens": sum(w * len(b) - sum(len(prompts[i]) for i in b)
+                                               for w, b in zip(widths, batches)),
+                         "largest_batch_tokens": max((w + sizes.new_tokens) * len(b) for w, b in zip(widths, batches))}
+    variants = {name: run(batches) for name, batches in plans.items()}
+    seconds = median_seconds(variants, sizes.repeats)
+    for name, go in variants.items():
+        before, peak = resident_mb_during(go)
+        figures[name].update(seconds=seconds[name], peak_mb=peak, step_mb=peak - before)
+    figures["real_tokens"] = sum(lengths)
+    figures["time_ratio"] = seconds["max_batch_tokens"] / seconds["rows_only"]
+    figures["step_mb_ratio"] = figures["max_batch_tokens"]["step_mb"] / max(1e-9, figures["rows_only"]["step_mb"])
+    return figures
