@@ -16,7 +16,9 @@ class StageSummary(DataTable):
 
 Each operation the student has met so far, scored after the stage named in
 the title: the teacher (long prompt), the student before this stage and after
-it (short prompt), with the first metric of the project's `eval.metrics`.
+it (short prompt), with the first metric of the project's `eval.metrics`;
+**Δ** is after minus before, **KL after** the student's answer KL to the
+teacher (lower is better).
 While the run evaluates, rows fill in as each evaluation ends. **m** shows
 the overwrite matrix instead (every operation after every stage); the full
 tables and samples per stage and operation are on Results (**o**).
@@ -31,12 +33,15 @@ tables and samples per stage and operation are on Results (**o**).
 
     def show_summary(self, stage: str, rows: list[tuple[str, dict]], where: str = "") -> None:
         self.clear(columns=True)
-        self.add_columns("operation", "metric", "teacher", "before", "after", "Δ after−before", "answer KL after")
-        for operation, tables in rows:
-            metric = first_score(tables) or ""
+        metrics = [first_score(tables) or "" for _, tables in rows]
+        shared = metrics[0] if len(set(metrics)) == 1 else None  # one metric: named in the title, not per row
+        self.add_columns("operation", *([] if shared is not None else ["metric"]), "teacher", "before", "after", "Δ",
+                         "KL after")
+        for (operation, tables), metric in zip(rows, metrics):
             teacher, before, after = ((tables.get(role) or {}).get(metric)
                                       for role in ("teacher", "student_before", "student_after"))
             kl = (tables.get("answer_kl") or {}).get("after")
-            self.add_row(operation, metric, _cell(teacher), _cell(before), _cell(after), _gap(after, before),
-                         _cell(kl), key=operation)
-        self.border_title = f"after stage {stage}{where}: each operation (m: overwrite matrix)"
+            self.add_row(operation, *([] if shared is not None else [metric]), _cell(teacher), _cell(before),
+                         _cell(after), _gap(after, before), _cell(kl), key=operation)
+        scored = f"{shared} per operation" if shared else "each operation"
+        self.border_title = f"after stage {stage}{where}: {scored} (m: overwrite matrix)"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import scripted_events, write_project, write_run
+from conftest import combined_events, scripted_events, write_combined_project, write_combined_run, write_project, write_run
 from ctxtui.app import CtxApp
 from test_author import wait_for
 
@@ -64,3 +64,18 @@ def test_results_snapshot(snap_compare, tmp_path, toy_model_dir):
 def test_runs_snapshot(snap_compare, tmp_path, toy_model_dir):
     project, _ = finished_project(tmp_path, toy_model_dir)
     assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_staged_run_dashboard_snapshot(snap_compare, tmp_path, toy_model_dir, size):
+    """A finished two-stage run: stage list, curves on one step axis with the stage mark, per-operation summary."""
+    project = write_combined_project(tmp_path / "demo", model=str(toy_model_dir))
+    run_dir = write_combined_run(project, events=combined_events(start=START))
+    (run_dir / "command").write_text("python -m engine.cli run demo --run-dir runs/20260101T000000Z-demo\n")
+
+    async def open_run(pilot):
+        pilot.app.open_run(run_dir)
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "status", "") == "completed")
+        await pilot.pause()
+
+    assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=size, run_before=open_run)
