@@ -50,6 +50,7 @@ class Scored:
     operations: torch.Tensor  # (P,)
     sample_s: float
     score_s: float
+    teacher_tokens: int  # tokens the teacher ran over to score them (every rendering of an ensemble)
 
 
 def divergence(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, kind: str = "reverse_kl",
@@ -133,8 +134,10 @@ def score_on_policy(student, teacher, tokenizer, examples: list[DistillExample],
     input_ids, attention_mask = right_padded([prompt + answer for prompt, answer in zip(prompts, answers)],
                                              tokenizer.pad_token_id, student.device)
     operations = torch.tensor([example.operation for example, answer in zip(examples, answers) for _ in answer])
+    teacher_tokens = sum(len(prefix) + len(answer) for example, answer in zip(examples, answers)
+                         for prefix in example.teacher_prefixes)
     return Scored(input_ids, attention_mask, answer_positions([len(p) for p in prompts], [len(a) for a in answers]),
-                  logprobs, operations, sampled - started, scored - sampled)
+                  logprobs, operations, sampled - started, scored - sampled, teacher_tokens)
 
 
 def on_policy_loss(model, scored: Scored, weights: torch.Tensor | None, kind: str, beta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,10 @@ from the same weights as the teacher, sees the student prompt plus the teacher's
 answer token ids, and minimizes the soft-label cross-entropy to the teacher's
 stored sparse labels (paper equation 1, section 2.4).
 
-Runs as one process or under `accelerate launch` (data parallel: each process
-takes its slice of every global batch). Stopping (a `STOP` file in the run
+Runs as one process or under `torchrun` / `accelerate launch` (data parallel, or FSDP with
+accelerate's FSDP settings): `distill.batch_size` is the global batch, dealt out over the
+processes, and the loss is normalized by the answer tokens of all of them, so N processes
+train as one does (issue 19). Stopping (a `STOP` file in the run
 folder, SIGTERM or SIGINT) is checked between steps and saves a checkpoint
 first; `resume=True` continues from the newest checkpoint, on the same batches.
 
@@ -42,7 +44,7 @@ from engine.training.student_forward import answer_cross_entropy, vocab_chunk_fo
 from engine.training import on_policy
 from engine.training import lora
 from engine.models import load_model, precision_problem, resolve_model_path
-from engine.runs.processes import any_process
+from engine.runs.processes import any_process, gathered, parallelism, parameter_bytes, training_accelerator
 
 STOP_FILE = "STOP"
 KEEP_CHECKPOINTS = 2
@@ -58,11 +60,11 @@ def get_lr(step: int, total_steps: int, peak: float, warmup_steps: int) -> float
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def total_steps_for(project: Project, num_examples: int, num_processes: int) -> int:
+def total_steps_for(project: Project, num_examples: int) -> int:
     config = project.distill
     if config.max_steps:
         return config.max_steps
-    per_step = config.batch_size * config.grad_accum * num_processes
+    per_step = config.batch_size * config.grad_accum  # the global batch, whatever the number of processes
     return config.epochs * max(1, math.ceil(num_examples / per_step))
 
 
@@ -153,6 +155,15 @@ def resume_from_checkpoints(accelerator: Accelerator, checkpoints_dir: Path, eve
     return 0
 
 
+def micro_batch_counts(plan: BatchPlan, examples: list[DistillExample], micro_step: int, operations: int) -> torch.Tensor:
+    """(operations,) answer tokens of the whole micro-batch `micro_step`, every process's share: the
+    plan is a function of the step, so each process counts them alone, with no collective."""
+    counts = torch.zeros(operations)
+    for index in plan.micro_batch(micro_step):
+        counts[examples[index].operation] += len(examples[index].label_ids)
+    return counts
+
+
 def on_policy_share(policy: str, fraction: float, count: int) -> int:
     """How many of a micro-batch's examples the student samples itself."""
     if policy == "mixed":
@@ -197,7 +208,7 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     mixed_precision = config.mixed_precision
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=project.model.device == "cpu")
+    accelerator = training_accelerator(mixed_precision, cpu=project.model.device == "cpu")
     problem = precision_problem(mixed_precision, accelerator.device, "distill.mixed_precision")
     if problem:
         raise EngineError(problem)
@@ -224,6 +235,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP replaces the parameters by their shards: clipping must see those.
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/training/lora.py).
     state_kwargs = lora.checkpoint_adapter_only(accelerator) if use_lora else {}
     frozen_teacher = None
@@ -235,10 +248,13 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     student_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    global_batch = config.batch_size * world
+    global_batch = config.batch_size
+    if global_batch < world:  # a process without examples would have no loss to take part in the gradient average
+        raise EngineError(f"`distill.batch_size` = {global_batch} is the global batch, dealt out over the {world} "
+                          f"processes: raise it to at least {world}, or launch fewer processes")
     plan = BatchPlan([len(group) for group in by_operation], weights, global_batch, config.seed)
     loss_weights = torch.tensor(weights, dtype=torch.float32) if len(weights) > 1 else None
-    total_steps = total_steps_for(project, len(examples), world)
+    total_steps = total_steps_for(project, len(examples))
     start_step = resume_from_checkpoints(accelerator, checkpoints_dir, events, state_kwargs) if resume else 0
     if resume and start_step == 0 and complete_checkpoints(checkpoints_dir):
         # Every checkpoint was damaged, and a failed load may have filled some weights: start over cleanly.
@@ -253,12 +269,14 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     events.emit("status", stage="train", message=f"training {total_steps} steps on {len(examples)} examples"
                 + (f", {config.policy}-policy ({config.divergence})" if config.policy != "off" else ""),
                 total_steps=total_steps, device=str(accelerator.device), processes=world,
-                parallelism=accelerator.distributed_type.value)
+                parallelism=accelerator.distributed_type.value, distributed=parallelism(accelerator), world_size=world,
+                parameter_bytes=[share["bytes"] for share in gathered(accelerator.state, {"bytes": parameter_bytes(model)})])
 
     # --- loop
     started = time.time()
     window_tokens, window_started = 0, time.time()
     timing = {"sample_s": 0.0, "score_s": 0.0, "train_s": 0.0}  # per step, over a log window (on-policy's cost)
+    teacher_tokens = 0  # on-policy: tokens the teacher has scored so far in this process's run of the loop
     step = start_step
     try:
         while step < total_steps:
@@ -283,7 +301,12 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                             stops=project.generate.stop, seed=(config.seed * 1_000_003 + micro_step) * 1009 + rank)
                     timing["sample_s"] += scored.sample_s
                     timing["score_s"] += scored.score_s
+                    teacher_tokens += scored.teacher_tokens * world
                 answer_tokens = [sum(len(e.label_ids) for e in off_batch), len(scored.positions) if scored else 0]
+                # Off-policy: this process's answer tokens over those of the whole micro-batch (losses.over_positions),
+                # so the processes' losses add up to the micro-batch's; on-policy keeps a mean per process.
+                counts = micro_batch_counts(plan, examples, micro_step, len(weights)) if config.policy == "off" else None
+                parts = 1 if counts is not None else world  # into how many parts the sum over processes splits a mean
                 trained = time.perf_counter()
                 # Data parallel: gradients are averaged across processes once, on the step's last backward.
                 last = accumulation == config.grad_accum - 1
@@ -296,18 +319,21 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                         loss, kl = answer_cross_entropy(model, input_ids.to(accelerator.device),
                                                         attention_mask.to(accelerator.device), targets.to(accelerator.device),
                                                         loss_weights,
-                                                        vocab_chunk=vocab_chunk_for(model, len(targets.positions), config.vocab_chunk))
-                        accelerator.backward(loss * share / config.grad_accum if on_batch else loss / config.grad_accum)
-                    step_loss += loss.item() * share / config.grad_accum
-                    step_kl += kl.item() * share / config.grad_accum
+                                                        vocab_chunk=vocab_chunk_for(model, len(targets.positions), config.vocab_chunk),
+                                                        counts=counts)
+                        # The gradient average over processes (DDP, FSDP) divides by `world`: a sum needs it back.
+                        accelerator.backward(loss * share * world / parts / config.grad_accum)
+                    # Each process's part of the step's figures: summed over the processes below.
+                    step_loss += loss.item() * share / config.grad_accum / parts
+                    step_kl += kl.item() * share / config.grad_accum / parts
                     window_tokens += int(attention_mask.sum()) * world
                 if on_batch:
                     share = answer_tokens[1] / sum(answer_tokens)
                     with (contextlib.nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
                         loss, _ = on_policy.on_policy_loss(model, scored, loss_weights, config.divergence, config.jsd_beta)
                         accelerator.backward(loss * share / config.grad_accum)
-                    step_loss += loss.item() * share / config.grad_accum
-                    step_kl += loss.item() * share / config.grad_accum  # on the student's tokens the loss is the divergence
+                    step_loss += loss.item() * share / config.grad_accum / world
+                    step_kl += loss.item() * share / config.grad_accum / world  # on the student's tokens the loss is the divergence
                     window_tokens += int(scored.attention_mask.sum()) * world
                 timing["train_s"] += time.perf_counter() - trained
             if config.max_grad_norm:
@@ -317,9 +343,9 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
             step += 1
 
             if step % config.log_every == 0 or step == total_steps:
-                # The mean over every process's micro-batches, not the main process's alone.
+                # Every process's part of the step's loss, not the main process's alone.
                 figures = torch.tensor([step_loss, step_kl], device=accelerator.device)
-                step_loss, step_kl = accelerator.reduce(figures, reduction="mean").tolist()
+                step_loss, step_kl = accelerator.reduce(figures, reduction="sum").tolist()
                 now = time.time()
                 elapsed = now - started
                 done_here = step - start_step
@@ -330,8 +356,8 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
                             elapsed_s=round(elapsed, 2),
                             eta_s=round(elapsed / done_here * (total_steps - step), 2),
                             epoch=round(step * config.grad_accum * global_batch / len(examples), 3),
-                            **({"policy": config.policy, **{name: round(seconds / config.log_every, 4)
-                                                            for name, seconds in timing.items()}}
+                            **({"policy": config.policy, "teacher_tokens": teacher_tokens,
+                                **{name: round(seconds / config.log_every, 4) for name, seconds in timing.items()}}
                                if config.policy != "off" else {}))
                 window_tokens, window_started = 0, now
                 timing = dict.fromkeys(timing, 0.0)

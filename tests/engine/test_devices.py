@@ -93,3 +93,18 @@ def test_evaluation_runs_on_the_accelerator(tmp_path, char_model_dir):
         student = decode(project, model, tokenizer, inputs, "student", Extractor(project.extract, project.dir))
         kl = answer_kl(project, model, tokenizer, inputs, teacher)
     assert len(student) == 2 and kl is not None
+
+
+def test_an_on_policy_step_runs_on_the_accelerator(tmp_path, char_model_dir):
+    """Issue 21: the student samples, the teacher scores, the loss backs up: all on the model's device."""
+    from engine.training.data import DistillExample
+    from engine.training.on_policy import on_policy_loss, score_on_policy
+
+    project, model, tokenizer = project_and_model(tmp_path, char_model_dir, count=2)
+    prompt, teacher = tokenizer("Input: ab\nOutput: ").input_ids, tokenizer("Reverse.\nInput: ab\nOutput: ").input_ids
+    examples = [DistillExample(prompt + [5], len(prompt), [], [], index, [teacher]) for index in range(2)]
+    with on_the_accelerator(int_fill=tokenizer.convert_tokens_to_ids("a")):
+        scored = score_on_policy(model, model, tokenizer, examples, temperature=1.0, max_new_tokens=3, stops=[], seed=0)
+        loss, _ = on_policy_loss(model.train(), scored, torch.tensor([1.0, 2.0]), "reverse_kl", 0.5)
+        loss.backward()
+    assert loss.device == ACCELERATOR
