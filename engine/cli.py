@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-dir", type=Path, help="write the run here (default: PROJECT_DIR/runs/<utc>-<name>)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--seeds", metavar="N|S1,S2,...", help="repeat the run over N seeds (distill.seed, distill.seed + 1, "
+                     "...) or over these seeds, and summarize every figure as mean, min and max")
+    run.add_argument("--same-inputs", action="store_true", help="with --seeds: keep inputs.seed, vary only distill.seed")
 
     preview = commands.add_parser("preview", help="render both prompts for K inputs and show the teacher's answers")
     preview.add_argument("project_dir", type=Path, nargs="?", metavar="PROJECT_DIR", help=PROJECT_DIR_HELP)
@@ -159,6 +162,8 @@ def command_run(args) -> int:
     from engine.runs.resume import project_for_resume
     from engine.run import new_run_dir, run
 
+    if args.seeds is not None:
+        return command_sweep(args)
     if args.resume:
         run_dir = args.resume
         project, adopted = project_for_resume(run_dir)
@@ -182,6 +187,40 @@ def command_run(args) -> int:
         print(f"stopped; resume with: ctxdistill run --resume {run_dir}")
         return 0
     print(format_table(metrics))
+    return 0
+
+
+def command_sweep(args) -> int:
+    """`run --seeds`: one ordinary run per seed, then the sweep's summary (engine/runs/sweep.py)."""
+    from engine.project.loader import load_project
+    from engine.run import new_run_dir, run
+    from engine.runs import sweep
+    from engine.runs.processes import process_state, shared
+
+    if args.resume or args.run_dir:
+        raise EngineError("--seeds starts a new sweep: resume a stopped member with `ctxdistill run --resume RUN_DIR` "
+                          "(each member is an ordinary run folder), and give no --run-dir (the sweep names its runs)")
+    project = load_project(project_dir(args))
+    seeds = sweep.parse_seeds(args.seeds, project.distill.seed)
+    state = process_state(project.model.device)
+    main_process = state.is_main_process
+    sweep_dir = shared(state, new_run_dir(project).with_name(new_run_dir(project).name + "-seeds"))
+    if main_process:
+        sweep.start_sweep(sweep_dir, seeds, args.same_inputs)
+        print(f"sweep folder: {sweep_dir} ({len(seeds)} seeds: {', '.join(map(str, seeds))})")
+    for index, seed in enumerate(seeds):
+        member = sweep.with_seed(project, seed, args.same_inputs)
+        run_dir = shared(state, new_run_dir(member).with_name(f"{new_run_dir(member).name}-seed{seed}"))
+        if main_process:
+            sweep.join_sweep(sweep_dir, run_dir, seed, index, len(seeds))
+            print(f"seed {seed} ({index + 1}/{len(seeds)}): run folder {run_dir}")
+        metrics = run(member, run_dir, listeners=[ProgressPrinter()] if main_process and not args.quiet else [])
+        if metrics is None:
+            if main_process:
+                print(f"stopped at seed {seed}; resume it with: ctxdistill run --resume {run_dir}")
+            return 0
+    if main_process:
+        print(sweep.format_summary(sweep.summarize(sweep_dir)))
     return 0
 
 
