@@ -321,6 +321,8 @@ class RunScreen(Screen):
         summary.show_summary(stage, rows, where)
         matrix = self.query_one("#run-matrix", StageMatrix)
         matrix.show_matrix(metrics.get("matrix") or stages.overwrite_matrix(results))
+        # Sized from the rows (header and border too), capped in run.tcss: a DataTable's auto height can lag its rows.
+        summary.styles.height, matrix.styles.height = len(rows) + 3, matrix.row_count + 3
         summary.display, matrix.display = not self.matrix_shown, self.matrix_shown
         self.add_class("-stage-results")
         self.query_one("#run-savings", Static).update(

@@ -76,6 +76,8 @@ def test_staged_run_dashboard_snapshot(snap_compare, tmp_path, toy_model_dir, si
     async def open_run(pilot):
         pilot.app.open_run(run_dir)
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "status", "") == "completed")
+        summary = pilot.app.screen.query_one("#run-summary")
+        await wait_for(pilot, lambda: summary.row_count == 2 and summary.size.height > 2)  # a DataTable sizes on idle
         await pilot.pause()
 
     assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=size, run_before=open_run)
