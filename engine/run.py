@@ -36,7 +36,7 @@ from engine.runs.layout import RunLayout, is_saved_model, publish_student
 from engine.runs.lock import RunLock, lock_run_folder
 from engine.runs.model_card import write_student_cards
 from engine.models import load_model, load_tokenizer
-from engine.runs.processes import any_process, gathered, process_state, shared, whoami
+from engine.runs.processes import any_process, check_shared_folder, gathered, process_state, shared, whoami
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
 from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
@@ -58,6 +58,7 @@ def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> 
     """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
     state = process_state(project.model.device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_shared_folder(state, run_dir)  # several nodes: every one must see what the main process writes
     lock = lock_run_folder(state, run_dir)  # before anything is written: a second run on this folder stops here
     try:
         return _run_locked(project, run_dir, resume, listeners, state)

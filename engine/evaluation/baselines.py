@@ -103,7 +103,7 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
         events.emit("status", stage="train", message="baselines skipped: they need labelled inputs and correct teacher scratch-pads")
         return saved
 
-    steps = total_steps_for(project, len(direct), 1)
+    steps = total_steps_for(project, len(direct))
     phase = steps if project.baselines.budget == "paper" else max(1, steps // 2)
     per_phase = replace(project, distill=replace(project.distill, epochs=0, max_steps=phase))
     full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))

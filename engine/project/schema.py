@@ -141,7 +141,7 @@ class DistillConfig:
                             "renormalized to sum to 1 (the rest of the mass is dropped).")
     epochs: int = option(0, "Passes over the distillation set (set this or max_steps).")
     max_steps: int = option(0, "Optimizer steps (set this or epochs).")
-    batch_size: int = option(16, "Sequences per micro-batch per process.", minimum=1)
+    batch_size: int = option(16, "Sequences per micro-batch, over all processes (each takes its share).", minimum=1)
     grad_accum: int = option(1, "Micro-batches per optimizer step.", minimum=1)
     learning_rate: float = option(1e-4, "Peak learning rate (AdamW).", above=0)
     warmup_steps: int = option(0, "Linear warmup steps, then cosine decay to 10% of the peak.")

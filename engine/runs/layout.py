@@ -16,6 +16,7 @@ A project that declares operations or stages gets one folder per stage:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -65,9 +66,24 @@ class RunLayout:
         return self.run_dir / "samples.jsonl"
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
+
+
 def is_saved_model(folder: Path) -> bool:
-    """A full model folder, or a LoRA student's adapter (engine/training/lora.py follows it back to its base)."""
-    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
+    """A full model folder, or a LoRA student's adapter (engine/training/lora.py follows it back to its base),
+    with its weights: a folder cut short (config.json, no weights) is never taken for a trained student."""
+    folder = Path(folder)
+    if not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
+        return False
+    if any((folder / name).is_file() for name in WEIGHT_FILES):
+        return True
+    for index in folder.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+        return bool(shards) and all((folder / shard).is_file() for shard in shards)
+    return False
 
 
 def publish_student(source: Path, target: Path) -> None:

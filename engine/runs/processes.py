@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 
@@ -72,6 +73,89 @@ def gathered(state, record: dict) -> list[dict]:
     return gather_object([record])
 
 
+SHARED_MARKER = ".shared-disk"
+
+
+def marker_problem(run_dir: Path, token: str, rank: int) -> str | None:
+    """Why this process cannot read the main process's marker in `run_dir` (one line), or None."""
+    try:
+        if (Path(run_dir) / SHARED_MARKER).read_text() == token:
+            return None
+    except OSError:
+        pass
+    return (f"the run folder is not on a shared disk: rank {rank} on {socket.gethostname()} cannot read "
+            f"{Path(run_dir) / SHARED_MARKER}, written by the main process; give every node the same folder "
+            "(a network or cluster file system) with --run-dir")
+
+
+def check_shared_folder(state, run_dir: Path) -> None:
+    """Before any work: every process reads a marker the main process wrote in the run folder.
+
+    Several nodes write one run folder (checkpoint shards, teacher batches) and read what the
+    main process wrote: on a disk one node cannot see, they would fail far later, or each
+    write its own half run. A rank that cannot see it stops every rank with one clear line.
+    """
+    from engine.errors import EngineError
+
+    if state.num_processes == 1:
+        return
+    token = None
+    if state.is_main_process:
+        token = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(8).hex()}"
+        (Path(run_dir) / SHARED_MARKER).write_text(token)
+    token = shared(state, token)
+    problem = marker_problem(run_dir, token, state.process_index)
+    problems = gathered(state, {"problem": problem})
+    if state.is_main_process:
+        (Path(run_dir) / SHARED_MARKER).unlink(missing_ok=True)
+    first = next((entry["problem"] for entry in problems if entry["problem"]), None)
+    if first:
+        raise EngineError(first)
+
+
 def whoami(state) -> dict:
     """This process's rank, pid and host, for the events (the proof that each rank ran)."""
     return {"rank": state.process_index, "pid": os.getpid(), "host": socket.gethostname()}
+
+
+# --- how the student is spread over the processes (issue 19) -------------------
+
+def training_accelerator(mixed_precision: str, cpu: bool):
+    """accelerate's Accelerator for the recipe: single, DDP, or FSDP when accelerate's environment asks for it.
+
+    `accelerate launch` with an FSDP config (examples/accelerate/fsdp.yaml) sets ACCELERATE_USE_FSDP
+    and the FSDP_* settings; plain torchrun takes the same variables. accelerate (1.16, state.py)
+    turns FSDP on for GPU processes only and quietly falls back to DDP on CPUs, yet its FSDP2 path
+    (fully_shard, sharded checkpoints, the gathered state dict) runs there over gloo: so on CPU
+    processes the state is switched to FSDP here, and the suite tests on CPUs the code GPUs run.
+    """
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    wants_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    plugin = FullyShardedDataParallelPlugin() if wants_fsdp and launched() else None  # read from FSDP_* variables
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, fsdp_plugin=plugin)
+    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        # Both shared states: every AcceleratorState() made later copies PartialState's over its own.
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = plugin
+    return accelerator
+
+
+def parallelism(accelerator) -> str:
+    """`FSDP`, `DDP` or `single`: how the student's weights are held across processes."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.num_processes == 1:
+        return "single"
+    return {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DeepSpeed"}.get(accelerator.distributed_type, "DDP")
+
+
+def parameter_bytes(model) -> int:
+    """Bytes of the student's parameters held by this process (its shard under FSDP)."""
+    total = 0
+    for parameter in model.parameters():
+        local = parameter.to_local() if hasattr(parameter, "to_local") else parameter  # an FSDP2 DTensor's shard
+        total += local.numel() * local.element_size()
+    return total

@@ -43,11 +43,11 @@ def pad_labels(per_position: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[t
     return label_ids, label_probs
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets,
-                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets, weights: torch.Tensor | None = None,
+                       counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy, KL) over answer positions: their mean, or with `weights` the weighted sum of each operation's mean.
 
-    logits: (batch, seq, vocab) student logits.
+    logits: (batch, seq, vocab) student logits. `counts`: see `over_positions`.
     CE = -sum_i p_i log q_i; KL = CE - H(p). Their gradients are equal (H(p) is a
     constant), so we optimize CE and report KL, which is 0 when the student matches.
     """
@@ -57,20 +57,37 @@ def soft_cross_entropy(logits: torch.Tensor, targets: SparseTargets,
     cross_entropy = -(targets.label_probs * picked).sum(-1)
     safe_probs = targets.label_probs.clamp_min(1e-12)
     entropy = -(targets.label_probs * safe_probs.log()).sum(-1)
-    if weights is None or targets.operations is None:
-        return cross_entropy.mean(), (cross_entropy - entropy).mean()
-    return weighted_by_operation(cross_entropy, targets.operations, weights), \
-        weighted_by_operation(cross_entropy - entropy, targets.operations, weights)
+    return over_positions(cross_entropy, targets.operations, weights, counts), \
+        over_positions(cross_entropy - entropy, targets.operations, weights, counts)
 
 
-def weighted_by_operation(values: torch.Tensor, operations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def over_positions(values: torch.Tensor, operations: torch.Tensor | None, weights: torch.Tensor | None,
+                   counts: torch.Tensor | None = None) -> torch.Tensor:
+    """values: (P,) per answer position -> the loss: their mean, or with `weights` `weighted_by_operation`.
+
+    `counts`: (operations,) answer positions of the whole micro-batch, on every process. Each mean
+    is then this process's sum over those counts, so the processes' losses add up to the loss one
+    process gets on the whole micro-batch (issue 19: a mean per process, then averaged, is not it
+    when the processes hold different numbers of answer tokens).
+    """
+    if weights is None or operations is None:
+        return values.mean() if counts is None else values.sum() / counts.sum().to(values.device, values.dtype)
+    return weighted_by_operation(values, operations, weights, counts)
+
+
+def weighted_by_operation(values: torch.Tensor, operations: torch.Tensor, weights: torch.Tensor,
+                          counts: torch.Tensor | None = None) -> torch.Tensor:
     """sum_o w_o * mean(values of operation o) / sum of w_o over the operations present (paper eq. 2).
 
     Weights are normalized to sum to one, so one operation's loss is its plain mean;
     an operation with no positions in this batch drops out instead of counting as zero.
+    `counts`: the micro-batch's positions per operation on every process (`over_positions`).
     """
     weights = weights.to(values.device, values.dtype)
-    count = torch.zeros_like(weights).index_add_(0, operations, torch.ones_like(values))
+    if counts is None:
+        count = torch.zeros_like(weights).index_add_(0, operations, torch.ones_like(values))
+    else:
+        count = counts.to(values.device, values.dtype)
     total = torch.zeros_like(weights).index_add_(0, operations, values)
     # Masks, not boolean indexing: that would be a nonzero(), a device sync in every step.
     present = (count > 0).to(values.dtype)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from engine.training.losses import SparseTargets, soft_cross_entropy, weighted_by_operation
+from engine.training.losses import SparseTargets, over_positions, soft_cross_entropy
 
 
 def output_head(model) -> torch.nn.Module:
@@ -85,8 +85,9 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 def answer_cross_entropy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: SparseTargets,
                          weights: torch.Tensor | None = None,
-                         vocab_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross-entropy, KL) as `losses.soft_cross_entropy(logits, targets, weights)` gives from the full logits.
+                         vocab_chunk: int | None = None,
+                         counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, KL) as `losses.soft_cross_entropy(logits, targets, weights, counts)` gives from the full logits.
 
     With `vocab_chunk`, the head runs over that many vocabulary rows at a time and each slice is
     recomputed in the backward pass: peak memory P x vocab_chunk instead of P x vocab. Not for
@@ -98,7 +99,7 @@ def answer_cross_entropy(model, input_ids: torch.Tensor, attention_mask: torch.T
         rows_only = SparseTargets(torch.stack([torch.zeros(count, dtype=torch.long, device=logits.device),
                                                torch.arange(count, device=logits.device)], -1),
                                   targets.label_ids, targets.label_probs, targets.operations)
-        return soft_cross_entropy(logits[None], rows_only, weights)
+        return soft_cross_entropy(logits[None], rows_only, weights, counts)
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None):
         raise ValueError("vocab_chunk cannot be used with a model that soft-caps its logits")
@@ -110,10 +111,8 @@ def answer_cross_entropy(model, input_ids: torch.Tensor, attention_mask: torch.T
     probs = targets.label_probs
     cross_entropy = (probs * (log_normalizer[:, None] - label_logits)).sum(-1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-    if weights is None or targets.operations is None:
-        return cross_entropy.mean(), (cross_entropy - entropy).mean()
-    return weighted_by_operation(cross_entropy, targets.operations, weights), \
-        weighted_by_operation(cross_entropy - entropy, targets.operations, weights)
+    return over_positions(cross_entropy, targets.operations, weights, counts), \
+        over_positions(cross_entropy - entropy, targets.operations, weights, counts)
 
 
 def chunked_logsumexp_and_pick(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -12,41 +12,51 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ctxtui.runner import build_command
 from engine.cli import main
 from engine.runs.events import read_events
+from engine.runs.processes import SHARED_MARKER, marker_problem
 from engine.training.train import STOP_FILE
 
 from engine_fixtures import CONTEXT, write_project
 
 PROCESS_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 LAUNCH_TIMEOUT = 180
+REPO = Path(__file__).resolve().parents[2]
+# What examples/accelerate/fsdp.yaml makes `accelerate launch` set: plain torchrun takes the same.
+FSDP_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+            "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT",
+            "FSDP_CPU_RAM_EFFICIENT_LOADING": "false"}
 
 
-def project_for(folder: Path, model: Path, per_process_batch: int) -> Path:
-    """8 inputs in teacher batches of 2 (four batches to split); 2 micro-batches per step (no_sync on the first).
+def project_for(folder: Path, model: Path, checkpoint_every: int = 0) -> Path:
+    """8 inputs in teacher batches of 2 (four batches to split); 8 steps of 2 micro-batches (no_sync on the first).
 
-    One process with batch 4 and two with batch 2 see the same global batches (engine/training/batches.py).
+    `distill.batch_size` = 3 is the global batch whatever the number of processes: two processes
+    take 2 and 1 examples of it, so a mean per process, then averaged, is not the 1-process loss.
     """
-    project = write_project(folder, model, count=8, eval_count=4, max_steps=6, labels="sampled",
+    project = write_project(folder, model, count=8, eval_count=4, max_steps=8, labels="sampled",
                             learning_rate=3e-3, teacher=CONTEXT + "\nInput: {{ input }}\nOutput: ",
                             metrics='["answer_kl"]')
     text = (project / "project.toml").read_text()
     text = text.replace("batch_size = 16\n\n[distill]", "batch_size = 2\n\n[distill]")
-    text = text.replace("max_steps = 6\nbatch_size = 4\n", f"max_steps = 6\nbatch_size = {per_process_batch}\ngrad_accum = 2\n")
+    text = text.replace("max_steps = 8\nbatch_size = 4\n", "max_steps = 8\nbatch_size = 3\ngrad_accum = 2\n"
+                        f"checkpoint_every = {checkpoint_every}\n")
     (project / "project.toml").write_text(text)
     return project
 
 
-def launch(command: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, env=PROCESS_ENV, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
-                          cwd=Path(__file__).resolve().parents[2])
+def launch(command: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, env=env or PROCESS_ENV, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                          cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -68,14 +78,14 @@ def train_losses(run_dir: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory, context_model_dir) -> Path:
-    project = project_for(tmp_path_factory.mktemp("one") / "p", context_model_dir, per_process_batch=4)
+    project = project_for(tmp_path_factory.mktemp("one") / "p", context_model_dir)
     assert main(["run", str(project), "--quiet"]) == 0
     return only_run(project)
 
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory, context_model_dir) -> Path:
-    project = project_for(tmp_path_factory.mktemp("two") / "p", context_model_dir, per_process_batch=2)
+    project = project_for(tmp_path_factory.mktemp("two") / "p", context_model_dir)
     torchrun(str(project))  # no --run-dir: the main process chooses the folder, the other follows
     return only_run(project)
 
@@ -102,10 +112,10 @@ def test_two_processes_give_the_one_process_teacher_cache_and_figures(one_proces
     assert (one["key"], one["count"], one["sha256"]) == (two["key"], two["count"], two["sha256"])
     assert not (two_processes / "teacher" / "partial").exists()
 
-    # Training sees the same global batches. The gradient is the mean of the two processes' mean
-    # losses, the one process's the mean over all answer tokens: equal when both halves hold as many
-    # answer tokens (as here, where they agree to the 6 digits logged), else close. Tolerance: 0.1%
+    # Training sees the same global batches, dealt 2 + 1, and each process's loss is its answer tokens'
+    # sum over the whole micro-batch's count: the two add up to the one process's mean. Tolerance: 0.1%
     # on the losses, 1% on the final answer-token KL (the summation order differs across processes).
+    assert len(train_losses(one_process)) == 8
     assert train_losses(two_processes) == pytest.approx(train_losses(one_process), rel=1e-3)
     first, second = (json.loads((run / "metrics.json").read_text()) for run in (one_process, two_processes))
     assert second["answer_kl"]["before"] == pytest.approx(first["answer_kl"]["before"], rel=1e-6)
@@ -115,7 +125,7 @@ def test_two_processes_give_the_one_process_teacher_cache_and_figures(one_proces
 
 def test_two_processes_stop_together_and_a_resume_in_one_process_ends_as_one_process_would(
         tmp_path, context_model_dir, one_process):
-    project = project_for(tmp_path / "p", context_model_dir, per_process_batch=4)
+    project = project_for(tmp_path / "p", context_model_dir)
     run_dir = project / "runs" / "r1"
     run_dir.mkdir(parents=True)
     # A STOP file there from the start: each process stops after its first teacher batch
@@ -138,3 +148,72 @@ def test_two_processes_stop_together_and_a_resume_in_one_process_ends_as_one_pro
     assert train_losses(run_dir) == train_losses(one_process)
     assert json.loads((run_dir / "metrics.json").read_text())["answer_kl"] == \
         json.loads((one_process / "metrics.json").read_text())["answer_kl"]
+
+
+def training_event(run_dir: Path) -> dict:
+    return next(event for event in read_events(run_dir / "events.jsonl")
+                if event.get("message", "").startswith("training "))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_nodes(*arguments: str, env: dict) -> None:
+    """Two torchrun launchers, one process each, rendezvous on the loopback address: two "nodes" on one disk."""
+    port = str(free_port())
+    launchers = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                                   "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", port,
+                                   "-m", "engine.cli", "run", *arguments, "--quiet"],
+                                  env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for node in (0, 1)]
+    outputs = [launcher.communicate(timeout=LAUNCH_TIMEOUT)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], "\n".join(output[-3000:] for output in outputs)
+
+
+def test_fsdp_shards_the_student_and_two_nodes_resume_it_as_one_process_trains(tmp_path, context_model_dir, one_process):
+    project = project_for(tmp_path / "p", context_model_dir, checkpoint_every=4)
+    # The shipped example, its process count from the launch line.
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launch([str(accelerate), "launch", "--config_file", "examples/accelerate/fsdp.yaml", "--num_processes", "2",
+            "--main_process_port", "0", "-m", "engine.cli", "run", str(project), "--quiet"])
+    run_dir = only_run(project)
+    single, sharded = training_event(one_process), training_event(run_dir)
+    assert (single["distributed"], single["world_size"]) == ("single", 1)
+    assert (sharded["distributed"], sharded["world_size"]) == ("FSDP", 2)
+    whole = single["parameter_bytes"][0]
+    assert len(sharded["parameter_bytes"]) == 2 and all(0.4 * whole < share < 0.6 * whole for share in sharded["parameter_bytes"])
+    assert train_losses(run_dir) == pytest.approx(train_losses(one_process), rel=1e-3)
+    # Sharded checkpoints (each rank its shard); one ordinary model folder for the student.
+    assert sorted(path.name for path in (run_dir / "checkpoints" / "step-4" / "pytorch_model_fsdp_0").glob("*.distcp")) == \
+        ["__0_0.distcp", "__1_0.distcp"]
+    from transformers import AutoModelForCausalLM
+    student, reference = (AutoModelForCausalLM.from_pretrained(run / "student") for run in (run_dir, one_process))
+    for (name, value), expected in zip(student.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(value, expected, rtol=1e-3, atol=1e-5), name
+
+    # As if stopped after step 4: two "nodes" (loopback, one shared disk), FSDP through plain torchrun,
+    # resume from the sharded checkpoint and end as the one process did.
+    shutil.rmtree(run_dir / "student")
+    (run_dir / "metrics.json").unlink()
+    two_nodes("--resume", str(run_dir), env={**PROCESS_ENV, **FSDP_ENV})
+    events = read_events(run_dir / "events.jsonl")
+    resumed = [event for event in events if event.get("message") == "resuming run"][-1]
+    assert resumed["processes"] == 2 and len({rank["pid"] for rank in resumed["ranks"]}) == 2
+    assert any(event.get("message") == "resumed from step-4" for event in events)
+    assert train_losses(run_dir)[-4:] == pytest.approx(train_losses(one_process)[-4:], rel=1e-3)
+    first, second = (json.loads((run / "metrics.json").read_text()) for run in (one_process, run_dir))
+    assert second["answer_kl"]["after"] == pytest.approx(first["answer_kl"]["after"], rel=1e-2)
+    assert not (run_dir / SHARED_MARKER).exists()
+
+
+def test_a_rank_that_cannot_see_the_run_folder_names_the_problem_in_one_line(tmp_path):
+    seen, unseen = tmp_path / "shared", tmp_path / "local"
+    seen.mkdir(), unseen.mkdir()
+    (seen / SHARED_MARKER).write_text("token")
+    assert marker_problem(seen, "token", 1) is None
+    problem = marker_problem(unseen, "token", 1)
+    assert problem.startswith("the run folder is not on a shared disk: rank 1 on ") and "\n" not in problem
+    assert marker_problem(seen, "another run's token", 1) is not None
