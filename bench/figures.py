@@ -453,10 +453,14 @@ def shared_prefix(sizes: Sizes) -> dict:
               "step_mb": {name: peak - before for name, (before, peak) in memory.items()},
               "identical_cache": identical}
 
-    # (ii) what a batch's cache holds of the prefix, per row, read from the cache tensors.
+    # (ii) what a batch's cache holds of the prefix, per row, read from the cache tensors: a copy
+    # per row (before, and models whose attention cannot share) against one copy for the batch.
     shared = encode_shared_prefix(model, prompts)
     config = model.config
     rows, max_length = sizes.prefix_rows, sizes.prefix_tokens + 1 + sizes.new_tokens
+    one_copy = prefix_cache_for_batch(shared, rows, max_length, model)
+    one_copy_bytes = sum(t.numel() * t.element_size() for layer in one_copy.layers
+                         for t in (layer.prefix_keys, layer.prefix_values))
     cache = prefix_cache_for_batch(shared, rows, max_length)
     cache_bytes = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     prefix_bytes = sum(t[:, :, : len(shared.ids)].numel() * t.element_size()
@@ -471,11 +475,14 @@ def shared_prefix(sizes: Sizes) -> dict:
           "cache_type": type(cache).__name__,
           "prefix_bytes_per_row_measured": prefix_bytes / rows, "cache_bytes_per_row": cache_bytes / rows,
           "shared_prefix_cache_bytes": shared_bytes, "prefix_bytes_per_row_formula": formula,
+          "one_copy": {"shares_prefix": bool(getattr(one_copy, "shares_prefix", False)),
+                       "prefix_bytes_per_batch": one_copy_bytes, "prefix_bytes_per_row": one_copy_bytes / rows},
           "rows_share_storage": len({layer.keys.data_ptr() for layer in cache.layers}) < len(cache.layers)
                                 or cache.layers[0].keys.stride(0) == 0}
     # Llama-3-8B: 32 layers, 8 KV heads, head dim 128, bf16; a 2,000-token prefix.
     llama_row = 2 * 32 * 8 * 128 * 2000 * 2
-    kv["llama3_8b"] = {"prefix_bytes_per_row": llama_row, "batch_16": 16 * llama_row, "batch_128": 128 * llama_row}
+    kv["llama3_8b"] = {"prefix_bytes_per_row": llama_row, "batch_16": 16 * llama_row, "batch_128": 128 * llama_row,
+                       "one_copy": {"per_row_at_16": llama_row / 16, "batch_16": llama_row, "batch_128": llama_row}}
     return {"encode": encode, "kv_per_row": kv}
 
 

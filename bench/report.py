@@ -95,10 +95,13 @@ def shared_prefix(figure: dict, sizes) -> None:
           f"{shape['kv_heads']} KV heads, head dim {shape['head_dim']}, {shape['bytes_per_element']}-byte elements): "
           f"{kv['prefix_bytes_per_row_measured'] / 1e6:.3f} MB measured, {kv['prefix_bytes_per_row_formula'] / 1e6:.3f} MB "
           f"by formula 2 x layers x kv_heads x head_dim x prefix x bytes; rows share storage: {kv['rows_share_storage']}")
+    one = kv["one_copy"]
+    print(f"    one copy for the batch (engine/teacher/shared_prefix.py, used: {one['shares_prefix']}): "
+          f"{one['prefix_bytes_per_batch'] / 1e6:.3f} MB per batch, {one['prefix_bytes_per_row'] / 1e6:.3f} MB per row")
     llama = kv["llama3_8b"]
-    print(f"    Llama-3-8B, 2,000-token prefix, bf16: {llama['prefix_bytes_per_row'] / 1e6:.0f} MB per row, "
-          f"{llama['batch_16'] / 1e9:.2f} GB at batch 16, {llama['batch_128'] / 1e9:.1f} GB at batch 128 "
-          f"(the same before and after 745cd07: each row still holds its own copy)")
+    print(f"    Llama-3-8B, 2,000-token prefix, bf16: a copy per row {llama['prefix_bytes_per_row'] / 1e6:.0f} MB per row, "
+          f"{llama['batch_16'] / 1e9:.2f} GB at batch 16, {llama['batch_128'] / 1e9:.1f} GB at batch 128; one copy: "
+          f"{llama['one_copy']['batch_16'] / 1e6:.0f} MB at any batch size")
 
 
 def token_batching(figure: dict, sizes) -> None:
