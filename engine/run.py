@@ -173,7 +173,7 @@ def run_stage(project: Project, index: int, layout: RunLayout, inputs: dict, pre
 
         view = project.for_operation(stage.operations[0], stage)
         baselines = train_baselines(view, layout.run_dir, tokenizer, records[stage.operations[0]],
-                                    Extractor(view.extract, project.dir), events)
+                                    Extractor(view.extract, project.dir), events, held_out=inputs[stage.operations[0]][1])
     metrics = None
     if state.is_main_process:
         try:

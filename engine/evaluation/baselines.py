@@ -8,14 +8,16 @@ For scratch-pad distillation (section 3.3, Table 3), on the same inputs and labe
 For few-shot examples (section 3.2, hypothesis 4):
 
 - `examples`: plain gradient descent on the teacher's worked examples
-  (`teacher.vars.examples`), each under the student template, for the
-  distillation's step budget.
+  (`teacher.vars.examples`), each under the student template, in one batch, keeping
+  the best epoch on the held-out inputs (appendix B.5; engine/evaluation/examples_baseline.py).
 
 The scratch-pads are the teacher's own outputs whose extracted answer equals the
 label (the paper used gold scratch-pads; ours need no task-specific generator).
 Budgets (`baselines.budget`): "paper" trains every phase for the distillation's
-full step budget (appendix B.6: scdir trains twice as long in all);
-"equal-compute" gives scdir's two phases half each, the distillation's compute.
+full step budget (appendix B.6: scdir trains twice as long in all) and `examples`
+25 epochs at lr 1e-5 (B.5); "equal-compute" gives scdir's two phases half each, the
+distillation's compute, and `examples` the distillation's steps at the best of a few
+learning rates.
 
 With a chat model (`model.chat_template`) every target ends with the template's
 end-of-turn token, as the distilled student's do (engine/training/data.py), so a baseline
@@ -75,8 +77,11 @@ def worked_examples(project, tokenizer) -> list[DistillExample]:
             for row in project.teacher.vars.get("examples", [])]
 
 
-def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> dict[str, str]:
-    """Train each configured baseline; returns {name: saved model folder}."""
+def train_baselines(project, run_dir, tokenizer, records, extractor, events,
+                    held_out: list[dict] | None = None) -> dict[str, str]:
+    """Train each configured baseline; returns {name: saved model folder}.
+
+    `held_out`: the eval inputs, on which the `examples` baseline picks its best epoch (B.5)."""
     from engine.training.train import total_steps_for, train
 
     def train_into(settings, examples, folder: str, init_from: Path | None = None) -> Path:
@@ -89,11 +94,17 @@ def train_baselines(project, run_dir, tokenizer, records, extractor, events) -> 
 
     saved = {}
     if "examples" in project.baselines.methods:
-        shown = worked_examples(project, tokenizer)
-        steps = total_steps_for(project, len(records), 1)  # the distillation's own budget
-        events.emit("status", stage="train", message=f"baseline examples: {len(shown)} worked examples, {steps} steps")
-        full = replace(project, distill=replace(project.distill, epochs=0, max_steps=steps))
-        saved["examples"] = str(train_into(full, shown, "baselines/examples"))
+        from accelerate import PartialState
+
+        from engine.evaluation.examples_baseline import train_examples_baseline
+
+        # One batch of K examples, the best epoch on the held-out inputs (B.5): one process trains it.
+        state, folder = PartialState(), run_dir / "baselines/examples"
+        if state.is_main_process:
+            train_examples_baseline(project, worked_examples(project, tokenizer), held_out or [], folder, events,
+                                    distill_steps=total_steps_for(project, len(records)))
+        state.wait_for_everyone()
+        saved["examples"] = str(folder)
     scratchpad_methods = [method for method in project.baselines.methods if method != "examples"]
     if not scratchpad_methods:
         return saved

@@ -22,6 +22,8 @@ from pathlib import Path
 from engine.project.schema import Project
 from engine.errors import StopRequested
 from engine.evaluation.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
+from engine.evaluation.ensemble_decode import decode_ensemble
+from engine.evaluation.examples_baseline import read_selection
 from engine.teacher.extractors import Extractor
 from engine.models import load_model
 
@@ -75,7 +77,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         events.set_scope(stage.name, name)
         events.emit("eval", stage="eval", which=which, metrics=metrics)
 
-    teacher, references, results = {}, {}, {name: {} for name in names}
+    teacher, shown, references, results = {}, {}, {}, {name: {} for name in names}
     events.emit("status", stage="eval", message=f"evaluating the teacher on {sum(map(len, held_out.values()))} held-out inputs")
     with loaded(project, teacher_weights) as (model, tokenizer):
         for name in names:
@@ -85,9 +87,17 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
                 # answer_kl needs the teacher's logits at its answer: the most direct test of distillation.
                 teacher_memo[key] = decode(views[name], model, tokenizer, held_out[name], "teacher",
                                            extractors[name], keep_logits=True, on_batch=progress("teacher"))
-            teacher[name] = teacher_memo[key]
-            references[name] = references_for(views[name], held_out[name], teacher[name])
-            results[name]["teacher"] = _score(views[name], teacher[name], references[name], held_out[name])
+            teacher[name] = shown[name] = teacher_memo[key]
+            if views[name].teacher.ensemble > 1:
+                # The teacher row of an ensemble is its greedy decode from the averaged distribution (B.5);
+                # prompt 0 alone (`teacher`, above) stays the single prompt whose logits answer_kl compares.
+                if key + ("ensemble",) not in teacher_memo:
+                    teacher_memo[key + ("ensemble",)] = decode_ensemble(views[name], model, tokenizer, held_out[name],
+                                                                        extractors[name], progress("teacher_ensemble"))
+                shown[name] = teacher_memo[key + ("ensemble",)]
+                results[name]["teacher_decoding"] = "ensemble-greedy"
+            references[name] = references_for(views[name], held_out[name], shown[name])
+            results[name]["teacher"] = _score(views[name], shown[name], references[name], held_out[name])
             announce("teacher", name, results[name]["teacher"])
             if views[name].teacher.ensemble > 1:
                 results[name].update(single_teachers(views[name], model, tokenizer, held_out[name], references[name],
@@ -138,6 +148,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             outputs = decode(views[name], model, tokenizer, held_out[name], "student")
         results[name][f"baseline_{method}"] = _score(views[name], outputs, references[name], held_out[name])
         results[name]["baselines_budget"] = project.baselines.budget
+        if read_selection(Path(folder)) is not None:  # the examples baseline's epoch and learning rate (B.5)
+            results[name].setdefault("baselines_selection", {})[method] = read_selection(Path(folder))
         announce(f"baseline_{method}", name, results[name][f"baseline_{method}"])
     events.set_scope(stage.name, None)
 
@@ -149,7 +161,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             reference = references[name][position]
             row = {"stage_name": stage.name, "operation": name, "index": position, "input": example,
                    "label": example.get("label"), "reference": reference,
-                   "teacher": sample_entry(teacher[name][position], reference),
+                   "teacher": sample_entry(shown[name][position], reference),
                    "student_before": sample_entry(before[name][position], reference),
                    "student_after": sample_entry(after[name][position], reference),
                    "answer_kl": {"before": per_input_before[name][position], "after": per_input_after[name][position]}}
@@ -162,8 +174,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
 def single_teachers(view: Project, model, tokenizer, held_out: list[dict], references: list[str], extractor,
                     first: list[Decoded], teacher_memo: dict, key: tuple, progress) -> dict:
     """Prompts of a teacher ensemble scored alone, and their mean (paper hypothesis 5: under
-    simultaneous distillation no single teacher bounds the student). Prompt 0 is `first`, the
-    teacher row; the ensemble itself only exists as averaged labels, never as one prompt.
+    simultaneous distillation no single teacher bounds the student). Prompt 0 is `first`; the
+    teacher row is the ensemble's own greedy decode (engine/evaluation/ensemble_decode.py).
 
     Each prompt scored is a full decode of the held-out inputs, so a large ensemble scores a
     seeded sample of its prompts (`scored_renderings`); the mean is then an estimate.

@@ -203,7 +203,9 @@ class BaselinesConfig:
                                "on the same inputs; examples (paper 3.2): gradient descent on `teacher.vars.examples` under "
                                "the student template. With several operations, on the first one.")
     budget: str = option("paper", "Steps of each baseline: paper (every phase trains the distillation's full step budget, "
-                                  "appendix B.6) or equal-compute (scdir's two phases share it).", ("paper", "equal-compute"))
+                                  "appendix B.6; examples: one batch, 25 epochs at lr 1e-5, the best epoch, B.5) or "
+                                  "equal-compute (scdir's two phases share it; examples: the distillation's steps at the "
+                                  "best of lr 1e-5, 1e-4, 1e-3).", ("paper", "equal-compute"))
 
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # operation and stage names become folder names

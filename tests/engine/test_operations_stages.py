@@ -252,7 +252,7 @@ def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, ca
     assert main(["run", str(folder)]) == 0
     figures = json.loads((only_run(folder) / "metrics.json").read_text())["stages"]["main"]["operations"]["ens"]
     singles = figures["teacher_singles"]
-    assert len(singles) == 3 and singles[0] == figures["teacher"]
+    assert len(singles) == 3 and figures["teacher_decoding"] == "ensemble-greedy"
     for metric, value in figures["teacher_single_mean"].items():
         assert value == pytest.approx(sum(single[metric] for single in singles) / 3, abs=1e-4)
     # Each single score is that prompt's own greedy decode, re-scored here independently.
@@ -265,6 +265,12 @@ def test_an_ensemble_run_scores_each_single_teacher(tmp_path, char_model_dir, ca
         decoded = decode(project, model, tokenizer, held_out, "teacher", rendering=rendering)
         assert decoded[0].prompt != decode(project, model, tokenizer, held_out[:1], "teacher")[0].prompt
         assert _score(project, decoded, references, held_out) == singles[rendering]
+    assert _score(project, decode(project, model, tokenizer, held_out, "teacher"), references, held_out) == singles[0]
+    # The teacher row is the ensemble's greedy decode from the prompts' mean distribution (B.5).
+    from engine.evaluation.ensemble_decode import decode_ensemble
+    from engine.teacher.extractors import Extractor
+    ensemble = decode_ensemble(project, model, tokenizer, held_out, Extractor(project.extract, project.dir))
+    assert _score(project, ensemble, references, held_out) == figures["teacher"]
     assert "single teachers (" in capsys.readouterr().out
 
 
