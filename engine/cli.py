@@ -368,9 +368,13 @@ def format_operation(metrics: dict) -> str:
         first = names[0]
         lines.append(f"single teachers ({first}), one per ensemble prompt: "
                      + ", ".join(f"{single.get(first, float('nan')):.3f}" for single in metrics["teacher_singles"])
-                     + " (the teacher row is prompt 0)")
+                     + (" (the teacher row is the ensemble, greedy on their mean distribution)"
+                        if metrics.get("teacher_decoding") == "ensemble-greedy" else " (the teacher row is prompt 0)"))
     if "baselines_budget" in metrics:
         lines.append(f"baselines trained with the {metrics['baselines_budget']} step budget")
+    for method, chosen in metrics.get("baselines_selection", {}).items():
+        lines.append(f"baseline {method}: best epoch {chosen['best_epoch']} of {chosen['epochs']} at lr "
+                     f"{chosen['learning_rate']:g} (by {chosen['metric']} on these held-out inputs, as appendix B.5)")
     if "count" in metrics:
         lines.append(f"held-out inputs: {metrics['count']}")
     return "\n".join(lines)

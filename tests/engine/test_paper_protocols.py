@@ -98,3 +98,16 @@ def test_the_examples_baseline_keeps_its_best_epoch_and_says_which(tmp_path, cha
     assert len(steps) == 9 and {event["phase"] for event in steps} == {
         "baselines/examples@lr1e-05", "baselines/examples@lr0.0001", "baselines/examples@lr0.001"}
     assert len(worked_examples(project, tokenizer)) == 3
+
+
+def test_the_run_summary_names_the_ensemble_teacher_and_the_chosen_epoch():
+    from engine.cli import format_operation
+
+    metrics = {"teacher": {"exact_match": 0.5}, "teacher_decoding": "ensemble-greedy",
+               "teacher_singles": [{"exact_match": 0.25}, {"exact_match": 0.75}], "baselines_budget": "paper",
+               "baseline_examples": {"exact_match": 0.1},
+               "baselines_selection": {"examples": {"best_epoch": 7, "epochs": 25, "learning_rate": 1e-5,
+                                                    "metric": "exact_match", "curve": []}}}
+    text = format_operation(metrics)
+    assert "the teacher row is the ensemble" in text
+    assert "baseline examples: best epoch 7 of 25 at lr 1e-05 (by exact_match" in text
