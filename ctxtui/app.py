@@ -11,6 +11,7 @@ project with problems (issue 12).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -22,8 +23,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ctxtui import runner
-from ctxtui.checks import template_syntax_problems
-from ctxtui.messages import RunLaunched
+from ctxtui.checks import engine_check, template_syntax_problems
+from ctxtui.messages import ProjectChecked, RunLaunched
 from ctxtui.project_file import ProjectFile
 from ctxtui.screens.author import AuthorScreen
 from ctxtui.screens.choice import ChoiceScreen
@@ -37,6 +38,7 @@ from engine.versions import VersionAction
 from engine.errors import ConfigError
 
 DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk
+CHECK_DELAY_S = 0.5  # `ctxdistill check`'s checks run this long after the last edit
 INDICATOR_S = 1.0
 
 
@@ -94,6 +96,9 @@ class CtxApp(App):
         self.project = None
         self.config_problems: list[str] = []
         self.template_errors: dict[str, str] = {}  # "teacher" / "student" -> the Author screen's render error
+        # What `ctxdistill check` found, and for which text of project.toml (issue 20 item 5).
+        self.check_result: tuple[str | None, list[str], list[str]] = (None, [], [])
+        self._check_timer = None
         # The operation the Author screen edits (None: the project declares none).
         self.operation_index: int | None = 0 if self.project_file.operation_names() else None
         try:
@@ -117,6 +122,7 @@ class CtxApp(App):
         if self.run_dir is not None:
             self.notify(f"reattached to running run {self.run_dir.name} (F3)", title="Run")
         self.set_interval(DISK_CHECK_S, self.check_disk)
+        self.schedule_check()
         self.set_interval(INDICATOR_S, self.refresh_run_indicator)
         self.refresh_run_indicator()
         if self.remember_theme:
@@ -195,6 +201,7 @@ class CtxApp(App):
         except ConfigError as error:
             self.config_problems = list(error.problems)
         self.refresh_title()
+        self.schedule_check()
         if isinstance(self.screen, AuthorScreen):
             self.screen.show_project_file()
 
@@ -207,14 +214,53 @@ class CtxApp(App):
             self.project = None
             self.config_problems = list(error.problems)
         self.refresh_title()
+        self.schedule_check()
 
     def project_problems(self) -> list[str]:
-        """Why the edited project cannot run as it is: config errors and template errors."""
+        """Why the edited project cannot run as it is: config errors, template errors, `ctxdistill check`'s."""
         problems = list(self.config_problems)
         if not problems and self.project is not None:
             problems += template_syntax_problems(self.project)
+            if self.check_result[0] == self.project_file.text():
+                problems += self.check_result[1]
         problems += [f"{role} template: {error}" for role, error in self.template_errors.items() if error]
         return list(dict.fromkeys(problems))
+
+    # -- `ctxdistill check`, the one checker (issue 20 item 5) ---------------
+
+    def schedule_check(self) -> None:
+        """Run the engine's checks on the edited project once the edits pause."""
+        if not self.is_running:
+            return
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(CHECK_DELAY_S, self.start_check)
+
+    def start_check(self) -> None:
+        project, text = self.project, self.project_file.text()
+        if project is not None and self.check_result[0] != text:
+            self.run_worker(lambda: self._check(project, text), thread=True, exclusive=True, group="check")
+
+    def _check(self, project, text: str) -> None:
+        problems, warnings = engine_check(project)  # draws inputs with the project's code: never on the UI thread
+        try:
+            self.call_from_thread(self.checked, text, problems, warnings)
+        except RuntimeError:
+            pass  # the app closed while the check ran
+
+    def checked(self, text: str, problems: list[str], warnings: list[str]) -> None:
+        if text != self.project_file.text():
+            return  # an older text's answer: the newer check is on its way
+        self.check_result = (text, problems, warnings)
+        self.screen.post_message(ProjectChecked(problems, warnings))
+
+    async def check_now(self) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of the edited project as `ctxdistill check` reports them, checking it if needed."""
+        text = self.project_file.text()
+        if self.check_result[0] != text and self.project is not None:
+            problems, warnings = await asyncio.to_thread(engine_check, self.project)
+            self.checked(text, problems, warnings)
+        return self.project_problems(), self.check_result[2] if self.check_result[0] == text else []
 
     # -- navigation -------------------------------------------------------
 

@@ -89,3 +89,11 @@ class RunEnded(Message):
 class RunLaunched(Message):
     run_dir: Path
     command: str
+
+
+@dataclass
+class ProjectChecked(Message):
+    """`ctxdistill check`'s checks finished on the edited project (`App.check_result` holds what they found)."""
+
+    problems: list
+    warnings: list

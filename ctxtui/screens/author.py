@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from ctxtui.messages import EnsemblePromptsRendered, PromptTokensCounted, SampleInputsLoaded
+from ctxtui.messages import EnsemblePromptsRendered, ProjectChecked, PromptTokensCounted, SampleInputsLoaded
 from ctxtui.project_file import EXTRACT_KINDS
 from ctxtui.widgets.preview_pane import HEAVY_IMPORTS, PreviewPane
 from ctxtui.widgets.template_editor import TemplateEditor
@@ -194,12 +194,18 @@ class AuthorScreen(Screen):
             app.project_file.set_template(role, editor.text, index)
         kind = self.query_one("#extract-kind", Select).value
         app.project_file.set_extract(str(kind), self.query_one("#extract-parameter", Input).value, index)
-        problems = self.query_one("#config-problems", Static)
         app.revalidate_project()  # nothing launches from a project with problems
         self.render_prompts(editors)
-        shown = app.project_problems()
+        self.show_problems()
+
+    def show_problems(self) -> None:
+        problems = self.query_one("#config-problems", Static)
+        shown = self.app.project_problems()
         problems.update("\n".join(shown))
         problems.display = bool(shown)
+
+    def on_project_checked(self, _message: ProjectChecked) -> None:
+        self.show_problems()  # `ctxdistill check`'s findings arrive from a thread after the edit
 
     def preview_project(self):
         """The project the preview runs: the selected operation alone, with the editors' text."""

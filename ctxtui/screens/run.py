@@ -364,11 +364,26 @@ class RunScreen(Screen):
         if self.watched is not None and runner.run_alive(self.watched):
             self.notify("a run is already running: stop it first (s)", severity="warning")
             return
-        problems = app.project_problems()
-        if app.project is None or problems:
-            self.notify("cannot launch, the project has problems (shown on the Author screen, F2):\n"
-                        + "\n".join(problems[:5]), severity="error", timeout=8)
+        if app.project is None or app.project_problems():
+            self.refuse_launch(app.project_problems())
             return
+        self.run_worker(self.launch_checked(), exclusive=True, group="launch")
+
+    def refuse_launch(self, problems: list[str]) -> None:
+        self.notify("cannot launch, the project has problems (shown on the Author screen, F2, and in Settings, F5):\n"
+                    + "\n".join(problems[:5]), severity="error", timeout=8)
+
+    async def launch_checked(self) -> None:
+        """Launch after `ctxdistill check`'s own checks pass on the edited project (issue 20 item 5)."""
+        app = self.app
+        self.query_one("#run-message", Static).update("checking the project as `ctxdistill check` does…")
+        problems, warnings = await app.check_now()
+        self.query_one("#run-message", Static).update("")
+        if app.project is None or problems:
+            self.refuse_launch(problems)
+            return
+        if warnings:
+            self.notify("\n".join(warnings[:3]), severity="warning", timeout=8)
         if not app.save_before_launch():
             return
         run_dir = runner.new_run_dir(app.project_dir, app.project.name)

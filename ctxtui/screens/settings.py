@@ -23,6 +23,7 @@ from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ctxtui.config_form import Section, Unparsable, field_specs, parse_text, problems_for, section_help, sections
+from ctxtui.messages import ProjectChecked
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.field_row import FieldRow
 
@@ -163,16 +164,27 @@ class SettingsScreen(Screen):
                 row.dotted = f"{self.section.dotted}.{row.spec.key}"
 
     def show_problems(self) -> None:
-        problems = self.app.project_problems()
+        app = self.app
+        problems = app.project_problems()
         for row in self.query_one("#form").query(FieldRow):
             if not row.is_attached or row.parent is None:
                 continue
             row.show_problems(problems_for(row.dotted, problems))
         panel = self.query_one("#settings-problems", Static)
         count = len(problems)
-        panel.update("no problems: the project validates" if not count else
-                     f"{count} problem(s), as `ctxdistill check` reports them:\n" + "\n".join(problems))
+        checked_text, _, warnings = app.check_result
+        checked = checked_text == app.project_file.text()
+        if count:
+            shown = f"{count} problem(s), as `ctxdistill check` reports them:\n" + "\n".join(problems)
+        elif checked:
+            shown = "no problems: `ctxdistill check` passes"
+        else:
+            shown = "the settings validate; checking inputs and code as `ctxdistill check` does…"
+        panel.update("\n".join([shown, *(warnings if checked else [])]))
         panel.set_class(bool(count), "-error")
+
+    def on_project_checked(self, _message: ProjectChecked) -> None:
+        self.show_problems()
 
     # -- operations and stages --------------------------------------------------
 

@@ -43,8 +43,8 @@ async def test_launch_quit_reattach_then_stop(long_project):
         async with app.run_test(size=SIZE) as pilot:
             screen = app.screen
             assert isinstance(screen, RunScreen)
-            await pilot.press("n")
-            await pilot.pause()
+            await pilot.press("n")  # launches once `ctxdistill check`'s checks pass (a thread)
+            await wait_for(pilot, lambda: screen.watched is not None, timeout=60)
             run_dir = screen.watched
             assert run_dir is not None and run_dir.parent == long_project / "runs"
             assert "engine.cli run" in str(screen.query_one("#run-command").render())

@@ -101,3 +101,49 @@ def test_typed_text_becomes_the_value_the_engine_checks():
     assert parse_text(words, '["\\n"]') == ["\n"]
     until = FieldSpec("until", "str", "", None, "\n")
     assert parse_text(until, "\\n") == "\n"
+
+
+TASK_OPTION_PY = '''
+def task_inputs(rng, n, task):
+    rows = []
+    for _ in range(n):
+        word = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 6)))
+        rows.append({"input": word, "label": word[::-1] if task == "reverse" else word.upper()})
+    return rows
+'''
+
+
+async def test_settings_and_launch_run_the_same_checks_as_ctxdistill_check(tmp_path, toy_model_dir):
+    """Issue 20 item 5: a new operation inherits an input function without its option; check refuses it."""
+    from engine.checks import check_project
+    from engine.errors import EngineError
+    from engine.project.loader import load_project
+
+    project = write_combined_project(tmp_path / "demo", model=str(toy_model_dir))
+    (project / "tasks.py").write_text(TASK_OPTION_PY)
+    text = (project / "project.toml").read_text().replace('function = "tasks:reverse_inputs"', 'function = "tasks:task_inputs"')
+    text = text.replace('name = "upper"\n', 'name = "upper"\ninputs.options = { task = "upper" }\n')
+    text = text.replace('name = "lower"\n', 'name = "lower"\ninputs.options = { task = "reverse" }\n')
+    (project / "project.toml").write_text(text)
+    check_project(load_project(project))  # the project as written passes `ctxdistill check`
+    app = CtxApp(project, attach=False, start_mode="settings")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        panel = screen.query_one("#settings-problems")
+        await wait_for(pilot, lambda: "`ctxdistill check` passes" in str(panel.render()))
+        screen.query_one("#sections").focus()
+        await pilot.press("o")  # add an operation: it inherits tasks:task_inputs without `task`
+        await wait_for(pilot, lambda: "task" in " ".join(app.project_problems()), timeout=60)
+        shown = str(panel.render())
+        assert "1 problem(s), as `ctxdistill check` reports them" in shown and "missing a required argument: 'task'" in shown
+        assert "warning: operation op3 is in no stage, so it is never trained" in shown
+        # `ctxdistill check` says the same of the saved file.
+        (tmp_path / "copy").mkdir()
+        (tmp_path / "copy" / "tasks.py").write_text(TASK_OPTION_PY)
+        (tmp_path / "copy" / "project.toml").write_text(app.project_file.text())
+        with pytest.raises(EngineError, match="missing a required argument: 'task'"):
+            check_project(load_project(tmp_path / "copy"))
+        # Launch is refused before any run folder is made.
+        await pilot.press("f3", "n")
+        await pilot.pause()
+        assert not (project / "runs").exists()
