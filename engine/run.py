@@ -36,7 +36,7 @@ from engine.runs.layout import RunLayout, is_saved_model, publish_student
 from engine.runs.lock import RunLock, lock_run_folder
 from engine.runs.model_card import write_student_cards
 from engine.models import load_model, load_tokenizer
-from engine.runs.processes import any_process, check_shared_folder, gathered, process_state, shared, whoami
+from engine.runs.processes import any_process, check_shared_folder, dead_ranks, gathered, process_state, shared, whoami
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
 from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
@@ -75,9 +75,10 @@ def _run_locked(project: Project, run_dir: Path, resume: bool, listeners, state)
                          trackers=Trackers.for_run(project, run_dir) if state.is_main_process else None)
     events.listeners.extend(listeners)
     events.set_scope(project.stages[0].name, None)
+    ranks = gathered(state, whoami(state))
     events.emit("status", stage="setup", message="resuming run" if resume else "starting run",
                 pid=os.getpid(), command=" ".join(sys.argv), project_dir=str(project.dir),
-                run_dir=str(run_dir), processes=state.num_processes, ranks=gathered(state, whoami(state)), threads=threads,
+                run_dir=str(run_dir), processes=state.num_processes, ranks=ranks, threads=threads,
                 stages=[stage.name for stage in project.stages], operations=[op.name for op in project.operations],
                 versions=versions())
     stop = StopSignal(run_dir)  # honoured between batches of the teacher pass and evaluation; training has its own
@@ -108,7 +109,12 @@ def _run_locked(project: Project, run_dir: Path, resume: bool, listeners, state)
         raise
     except BaseException as error:
         events.emit("error", message=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
-        events.emit("done", stage="done", status="failed", message=f"{type(error).__name__}: {error}")
+        # A rank killed mid-collective surfaces here as the transport's error: name the rank instead.
+        died = dead_ranks(ranks) if state.num_processes > 1 else []
+        message = (", ".join(f"rank {rank['rank']} died (pid {rank['pid']})" for rank in died)
+                   + f"; resume with `ctxdistill run --resume {run_dir}` under the same launch") if died \
+            else f"{type(error).__name__}: {error}"
+        events.emit("done", stage="done", status="failed", message=message)
         raise
     finally:
         stop.restore()
@@ -249,9 +255,14 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
     """`ctxdistill eval RUN_DIR`: score a run's saved students again on its held-out inputs.
 
     Takes safe corrections from the current project file (engine/runs/resume.py), e.g. a fixed metric.
+    Under several processes the main one scores, once; the others wait and return its metrics.
     """
-    with RunLock(run_dir):  # scoring rewrites the run's metrics: never under a live run
-        return _reevaluate_locked(run_dir, listeners)
+    state = process_state()
+    metrics = None
+    if state.is_main_process:
+        with RunLock(run_dir):  # scoring rewrites the run's metrics: never under a live run
+            metrics = _reevaluate_locked(run_dir, listeners)
+    return shared(state, metrics)
 
 
 def _reevaluate_locked(run_dir: Path, listeners) -> dict:

@@ -113,6 +113,23 @@ def check_shared_folder(state, run_dir: Path) -> None:
         raise EngineError(first)
 
 
+def dead_ranks(ranks: list[dict]) -> list[dict]:
+    """The ranks (`whoami` records) whose process has ended, among those on this host (another
+    host's cannot be seen from here). A killed rank the launcher has not reaped yet is a zombie."""
+    here = socket.gethostname()
+    died = []
+    for rank in ranks:
+        if rank["host"] != here or rank["pid"] == os.getpid():
+            continue
+        try:
+            state = Path(f"/proc/{rank['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = "gone"
+        if state in ("gone", "Z", "X"):
+            died.append(rank)
+    return died
+
+
 def whoami(state) -> dict:
     """This process's rank, pid and host, for the events (the proof that each rank ran)."""
     return {"rank": state.process_index, "pid": os.getpid(), "host": socket.gethostname()}
