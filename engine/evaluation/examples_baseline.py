@@ -62,9 +62,14 @@ def one_batch(examples, pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def selection_metric(project: Project) -> str:
-    """Exact match, as B.5 selects by, when the project scores it; else its first metric."""
+    """Exact match, as B.5 selects by, when the project scores it; else its first metric (the others break ties)."""
     metrics = [metric for metric in project.eval.metrics if metric != "answer_kl"]
     return next((metric for metric in ("exact_match", "exact_match_normalized") if metric in metrics), metrics[0])
+
+
+def selection_rank(figures: dict[str, float], metric: str) -> tuple:
+    """B.5's metric first; the project's other metrics, in order, break its ties (exact match is often 0 at toy scale)."""
+    return (figures[metric], *(value for name, value in figures.items() if name != metric))
 
 
 def train_examples_baseline(project: Project, examples, held_out: list[dict], output_dir: Path, events,
@@ -82,7 +87,7 @@ def train_examples_baseline(project: Project, examples, held_out: list[dict], ou
         learning_rates, scored = learning_rates[:1], []
     references = [str(label).strip() if label is not None else "" for label in labels]
     extra = [[str(item) for item in example.get("references") or []] for example in held_out]
-    curve, best, best_state = [], None, None
+    curve, best, best_rank, best_state = [], None, None, None
     events.emit("status", stage="train", message=f"baseline examples ({project.baselines.budget} budget): "
                 f"{len(examples)} worked examples in one batch, {epochs} epochs at lr {', '.join(map(str, learning_rates))}; "
                 f"{metric} on {len(held_out)} held-out inputs after {len(scored)} of the epochs")
@@ -115,8 +120,9 @@ def train_examples_baseline(project: Project, examples, held_out: list[dict], ou
             answers = [d.answer for d in decode(project, model, tokenizer, held_out, "student")]
             figures = score(project, answers, references, labels, extra)
             curve.append({"learning_rate": learning_rate, "epoch": epoch, **figures})
-            if best is None or figures[metric] > best[metric]:  # ties keep the earlier epoch
-                best = curve[-1]
+            rank = selection_rank(figures, metric)
+            if best is None or rank > best_rank:  # the earlier epoch wins a tie
+                best, best_rank = curve[-1], rank
                 best_state = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
         if learning_rate != learning_rates[-1]:
             del model, optimizer

@@ -69,14 +69,23 @@ def test_the_paper_budget_is_b5_and_equal_compute_a_grid_at_the_distillations_st
     assert rates == [1e-5, 1e-4, 1e-3] and epochs == 150 and scored[-1] == 150 and len(scored) == 25
 
 
+def test_exact_match_selects_and_the_other_metrics_break_its_ties():
+    from engine.evaluation.examples_baseline import selection_rank
+
+    epochs = [{"exact_match": 0.0, "pairs": 0.1}, {"exact_match": 0.0, "pairs": 0.3}, {"exact_match": 0.1, "pairs": 0.0}]
+    assert max(range(3), key=lambda i: selection_rank(epochs[i], "exact_match")) == 2
+    assert max(range(2), key=lambda i: selection_rank(epochs[i], "exact_match")) == 1
+
+
 def test_the_examples_baseline_keeps_its_best_epoch_and_says_which(tmp_path, char_model_dir):
     from engine.evaluation.baselines import train_baselines, worked_examples
     from engine.evaluation.examples_baseline import read_selection
     from engine.models import load_tokenizer
 
     tail = '\n[baselines]\nmethods = ["examples"]\nbudget = "equal-compute"\n'
-    # rouge_l, the only metric, selects: it moves from epoch to epoch where exact match stays 0.
-    project = project_with(tmp_path, char_model_dir, EXAMPLES, tail, max_steps=3, max_new_tokens=4, metrics='["rouge_l"]')
+    # Exact match selects (B.5), rouge_l breaks its ties.
+    project = project_with(tmp_path, char_model_dir, EXAMPLES, tail, max_steps=3, max_new_tokens=4,
+                           metrics='["exact_match", "rouge_l"]')
     tokenizer = load_tokenizer(project.model, project.dir)
     held_out = [{"input": "ab", "label": "ba"}, {"input": "cde", "label": "edc"}]
     events = EventWriter(tmp_path / "events.jsonl")
@@ -85,13 +94,14 @@ def test_the_examples_baseline_keeps_its_best_epoch_and_says_which(tmp_path, cha
     assert selection["budget"] == "equal-compute" and selection["epochs"] == 3
     assert [(row["learning_rate"], row["epoch"]) for row in selection["curve"]] == [
         (rate, epoch) for rate in (1e-5, 1e-4, 1e-3) for epoch in (1, 2, 3)]
-    best = max(selection["curve"], key=lambda row: row["rouge_l"])
+    best = max(selection["curve"], key=lambda row: (row["exact_match"], row["rouge_l"]))  # the first of equals
     assert (selection["learning_rate"], selection["best_epoch"]) == (best["learning_rate"], best["epoch"])
     # The saved model is that epoch's: decoding it again scores what the selection saw.
     from engine.evaluation.evaluate import decode, score
     model, _ = load_model(project.model, project.dir, path=saved["examples"])
     answers = [d.answer for d in decode(project, model, tokenizer, held_out, "student")]
-    assert score(project, answers, ["ba", "edc"], ["ba", "edc"])["rouge_l"] == selection["scored"]
+    assert score(project, answers, ["ba", "edc"], ["ba", "edc"]) == {
+        metric: best[metric] for metric in ("exact_match", "rouge_l")}
     # One step per epoch on one batch of all K examples.
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     steps = [event for event in lines if event["type"] == "train"]
