@@ -30,10 +30,9 @@ def load_split(project_dir: Path, config, split: str, split_key: str):
     """The `datasets.Dataset` of `split` (named by `split_key` in errors) from `config.dataset`."""
     import datasets
 
-    datasets.disable_progress_bars()  # the engine draws its own progress; these would leak into its output
-    datasets.logging.set_verbosity_error()  # "Using the latest cached version..." is not news to the user
+    datasets.logging.set_verbosity_error()  # "Using the latest cached version..." is not news to a user who chose it
     name = config.dataset
-    local = (project_dir / name).expanduser()
+    local = project_dir / Path(name).expanduser()  # an absolute or ~ path stays itself
     if local.is_file():
         return _single_file(local, config, split, split_key)
     if local.is_dir():
