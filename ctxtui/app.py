@@ -22,7 +22,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ctxtui import runner
+from ctxtui import file_actions, runner
 from ctxtui.checks import engine_check, template_syntax_problems
 from ctxtui.messages import ProjectChecked, RunLaunched
 from ctxtui.project_file import ProjectFile
@@ -84,6 +84,8 @@ class CtxApp(App):
         Binding("f8", "switch_mode('runs')", "Runs", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True, show=False),  # the title says "unsaved (ctrl+s)"
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
+        Binding("f6", "fix_keys", "Fix keys", priority=True, show=False),  # unknown keys: rename or remove
+        Binding("ctrl+o", "edit_file", "Edit file", show=False),  # Author's own ctrl+o edits the focused template
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
@@ -348,6 +350,12 @@ class CtxApp(App):
 
     # -- other actions ------------------------------------------------------
 
+    def action_fix_keys(self) -> None:
+        self.run_worker(file_actions.fix_unknown_keys(self), exclusive=True, group="ask")
+
+    def action_edit_file(self) -> None:
+        file_actions.edit_in_editor(self)
+
     def action_workflow_help(self) -> None:
         from ctxtui.screens.help import HelpScreen
 
@@ -396,6 +404,10 @@ class CtxApp(App):
         yield SystemCommand("Save project", "Write project.toml, keeping comments (ctrl+s)", self.action_save)
         yield SystemCommand("Reload project", "Read project.toml from disk again, dropping unsaved edits",
                             self.reload_project)
+        yield SystemCommand("Fix unknown keys", "Rename each to the suggested key, or remove it (F6)",
+                            self.action_fix_keys)
+        yield SystemCommand("Edit project.toml in $EDITOR", "The file itself, read back after (ctrl+o)",
+                            self.action_edit_file)
         yield SystemCommand("New project", "Create a project folder from a template and open it",
                             self.action_new_project)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme (ctrl+t)",
@@ -411,6 +423,7 @@ keys (every screen):
   F1 workflow and keys   ? key map and help for the focused widget
   F2 Author   F3 Run (the live run)   F4 Results   F5 Settings   F8 Runs
   ctrl+p command palette (every action)   ctrl+s save project.toml   ctrl+t light/dark   ctrl+q quit
+  F6 fix unknown keys (rename / remove)   ctrl+o project.toml in $EDITOR (on Author: the focused template)
 Author: ctrl+o edit the focused template in $EDITOR, ctrl+r regenerate, ctrl+down/up next/previous input
 Run: n new run, s stop (checkpoint first), k kill, r resume, o results
 Results: f filter, m matrix metric, / search, enter sample detail   grids: j k g G

@@ -250,6 +250,16 @@ class ProjectFile:
             table[key] = value
         self.dirty = True
 
+    def rename_key(self, path: tuple, old: str, new: str) -> bool:
+        """Rename a key in place: its line stays where it is, with its comments (an unknown key's fix)."""
+        table = self.table_at(path)
+        if table is None or old not in table or new in table:
+            return False
+        container = table if hasattr(table, "_replace") else table.value
+        container._replace(old, new, table[old])
+        self.dirty = True
+        return True
+
     def add_item(self, array: str, name: str) -> int:
         """Append a `[[operations]]` or `[[stages]]` table named `name`; returns its index."""
         if not isinstance(self.doc.get(array), list):

@@ -201,7 +201,8 @@ class AuthorScreen(Screen):
     def show_problems(self) -> None:
         problems = self.query_one("#config-problems", Static)
         shown = self.app.project_problems()
-        problems.update("\n".join(shown))
+        fix = ["F6: rename or remove the unknown keys"] if any("unknown key `" in problem for problem in shown) else []
+        problems.update("\n".join(shown + fix))
         problems.display = bool(shown)
 
     def on_project_checked(self, _message: ProjectChecked) -> None:

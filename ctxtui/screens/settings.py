@@ -180,7 +180,8 @@ class SettingsScreen(Screen):
             shown = "no problems: `ctxdistill check` passes"
         else:
             shown = "the settings validate; checking inputs and code as `ctxdistill check` does…"
-        panel.update("\n".join([shown, *(warnings if checked else [])]))
+        fix = ["F6: rename or remove the unknown keys"] if any("unknown key `" in problem for problem in problems) else []
+        panel.update("\n".join([shown, *fix, *(warnings if checked else [])]))
         panel.set_class(bool(count), "-error")
 
     def on_project_checked(self, _message: ProjectChecked) -> None:

@@ -147,3 +147,46 @@ async def test_settings_and_launch_run_the_same_checks_as_ctxdistill_check(tmp_p
         await pilot.press("f3", "n")
         await pilot.pause()
         assert not (project / "runs").exists()
+
+
+async def test_unknown_keys_are_renamed_or_removed_in_the_app_and_the_file_opens_in_the_editor(
+        project_dir, tmp_path, monkeypatch):
+    """Issue 20 item 6: F6 offers the engine's suggestion or removal; ctrl+o opens project.toml in $EDITOR."""
+    from ctxtui.screens.choice import ChoiceScreen
+
+    path = project_dir / "project.toml"
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "lerning_rate = 1e-3  # the rate")
+                    .replace("batch_size = 4\n", "batch_size = 4\nbogus_key = 1\n"))
+    editor = tmp_path / "editor.sh"  # an "editor" that adds a typo to the file it is given
+    editor.write_text('#!/bin/sh\nsed -i "s/^count = 4$/cuont = 4/" "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = CtxApp(project_dir, attach=False, start_mode="settings")
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.project is None
+        panel = app.screen.query_one("#settings-problems")
+        assert "F6: rename or remove the unknown keys" in str(panel.render())
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        assert app.screen.question == "Unknown key `distill.bogus_key` = 1"
+        assert [key for key, _ in app.screen.choices] == ["remove", "cancel"]  # nothing close to suggest
+        await pilot.press("r")  # remove
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen) and "lerning_rate" in app.screen.question)
+        assert app.screen.question == "Unknown key `distill.lerning_rate` = 0.001"
+        assert app.screen.choices[0] == ("rename", "Rename to `learning_rate`")
+        await pilot.press("r")  # rename
+        await wait_for(pilot, lambda: app.project is not None)
+        text = app.project_file.text()
+        assert "learning_rate = 1e-3  # the rate" in text and "bogus_key" not in text
+        assert app.project.distill.learning_rate == 1e-3 and not app.config_problems
+        assert "unknown key" not in str(app.screen.query_one("#settings-problems").render())
+        # ctrl+o: the file itself in $EDITOR (unsaved edits are saved first, so nothing is lost).
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert "cuont" not in path.read_text()  # refused: the edits above are not saved yet
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.project_file.dirty)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: any("eval.cuont" in problem for problem in app.config_problems))
+        assert "cuont = 4" in app.project_file.text()
