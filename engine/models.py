@@ -171,8 +171,11 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     from engine.quiet import quiet_libraries
 
     quiet_libraries()  # runs report progress through their events; the TUI owns the screen
+    # `model.device_map`: only where no device is asked for (the one-process teacher pass, evaluation);
+    # training and each of several processes take the device they are given.
+    device_map = config.device_map if device is None else ""
     device = device or resolve_device(config.device)
-    model = _load_weights(config, project_dir, path or config.name, device)
+    model = _load_weights(config, project_dir, path or config.name, device, device_map)
     model.project_context_window = config.context_window or None  # a project limit below the model's own
     tokenizer = load_tokenizer(config, project_dir) if path is None else _tokenizer_at(path, config)
     if model.generation_config is not None:
@@ -183,15 +186,16 @@ def load_model(config: ModelConfig, project_dir: Path | None = None, path: str |
     return model, tokenizer
 
 
-def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, device: torch.device):
-    """The model `name` names (toy-base, a folder, a cached hub id, or an adapter folder, merged onto its base)."""
+def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, device: torch.device, device_map: str = ""):
+    """The model `name` names (toy-base, a folder, a cached hub id, or an adapter folder, merged onto its base);
+    with `device_map` placed by accelerate over the devices there are, else on `device`."""
     from transformers import AutoModelForCausalLM
 
     from engine.training import lora
 
     source = local_source(config.name, resolve_model_path(name, project_dir))
     if lora.is_adapter_folder(Path(source)):
-        return lora.load_adapter_model(Path(source), lambda base: _load_weights(config, project_dir, base, device))
+        return lora.load_adapter_model(Path(source), lambda base: _load_weights(config, project_dir, base, device, device_map))
     dtype = resolve_dtype(config.dtype, device)
     _warn_remote_code(config)
     folder = Path(source)
@@ -204,12 +208,23 @@ def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, devi
                           "`model.safetensors_only = false` if you trust the folder")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, use_safetensors=not pickle_only, trust_remote_code=config.trust_remote_code)
+            source, dtype=dtype, use_safetensors=not pickle_only, trust_remote_code=config.trust_remote_code,
+            **({"device_map": device_map} if device_map else {}))
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else ""
         raise EngineError(f"`model.name` = {config.name!r}: could not load {source} ({type(error).__name__}: {message}). "
                           "No model hub is needed for `toy-base` or a local folder; a hub id must already be in the local cache.") from None
-    return model.to(device).eval()
+    return (model if device_map else model.to(device)).eval()
+
+
+def device_map_problem(config: ModelConfig, processes: int) -> str | None:
+    """`model.device_map` spreads one model over a machine's GPUs from one process: several processes
+    would each spread a copy over the same GPUs."""
+    if config.device_map and processes > 1:
+        return (f"`model.device_map` = {config.device_map!r} spreads one teacher over the GPUs from one process; "
+                f"this run has {processes} processes. Launch one process (`ctxdistill run`), or remove "
+                "`model.device_map` to give each process its own device")
+    return None
 
 
 def stop_at_end_of_turn(model, tokenizer) -> None:

@@ -35,7 +35,7 @@ from engine.teacher.extractors import Extractor
 from engine.runs.layout import RunLayout, is_saved_model, publish_student
 from engine.runs.lock import RunLock, lock_run_folder
 from engine.runs.model_card import write_student_cards
-from engine.models import load_model, load_tokenizer
+from engine.models import device_map_problem, load_model, load_tokenizer
 from engine.runs.processes import any_process, check_shared_folder, dead_ranks, gathered, process_state, shared, whoami
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
@@ -57,6 +57,9 @@ def new_run_dir(project: Project, runs_dir: Path | None = None) -> Path:
 def run(project: Project, run_dir: Path, resume: bool = False, listeners=()) -> dict | None:
     """Run (or resume) every stage of a project; returns metrics, or None when stopped."""
     state = process_state(project.model.device)
+    problem = device_map_problem(project.model, state.num_processes)
+    if problem:
+        raise EngineError(problem)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_shared_folder(state, run_dir)  # several nodes: every one must see what the main process writes
     lock = lock_run_folder(state, run_dir)  # before anything is written: a second run on this folder stops here

@@ -44,6 +44,10 @@ class ModelConfig:
     dtype: str = option("auto", "Weights dtype: auto (bf16 on CUDA, else float32), float32, bfloat16, float16.",
                         ("auto", "float32", "bfloat16", "float16"))
     device: str = option("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, or mps.")
+    device_map: str = option("", "\"auto\": one process spreads the teacher (teacher pass, evaluation) over every GPU, "
+                                 "then CPU memory (accelerate's big-model placement), for a model that does not fit "
+                                 "one device; not with several processes. \"\": the whole model on `model.device`.",
+                             ("", "auto"))
     trust_remote_code: bool = option(False, "Allow model code from the hub folder (off: safetensors + built-in classes only).")
     chat_template: bool = option(False, "Render prompts as a conversation with the tokenizer's chat template: `system` "
                                         "is the system message, `template` the user turn; generation starts in the "
