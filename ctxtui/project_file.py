@@ -29,6 +29,15 @@ EXTRACT_PARAMETER = {"regex": "pattern", "after_marker": "marker", "callable": "
 EXTRACT_KIND_KEYS = {"regex": ("pattern", "group"), "after_marker": ("marker", "until"), "callable": ("function",)}
 
 
+def drop_other_kinds_keys(table, kind: str) -> None:
+    """Remove the extractor keys only another kind reads (issue 20 item 7); each goes with its inline comment."""
+    for other, keys in EXTRACT_KIND_KEYS.items():
+        if other != kind:
+            for key in keys:
+                if key in table:
+                    del table[key]
+
+
 class ProjectFile:
     """`PROJECT_DIR/project.toml`, loaded with tomlkit, plus any template files it names."""
 
@@ -190,11 +199,7 @@ class ProjectFile:
         op = self._operation(operation)
         table = op["extract"] if op is not None and "extract" in op else self._table("extract")
         table["kind"] = kind
-        for other, keys in EXTRACT_KIND_KEYS.items():
-            if other != kind:
-                for key in keys:
-                    if key in table:
-                        del table[key]
+        drop_other_kinds_keys(table, kind)
         key = EXTRACT_PARAMETER.get(kind)
         if key:
             table[key] = parameter
@@ -247,7 +252,9 @@ class ProjectFile:
             table = self.table_at(path, create=True)
             if isinstance(value, str):
                 value = tomlkit.string(value, multiline="\n" in value and len(value) > 1)
-            table[key] = value
+            table[key] = value  # an existing key keeps its place and its inline comment
+            if path[-1:] == ("extract",) and key == "kind":
+                drop_other_kinds_keys(table, str(value))  # Settings switching the kind: as the Author screen does
         self.dirty = True
 
     def rename_key(self, path: tuple, old: str, new: str) -> bool:

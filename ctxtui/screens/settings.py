@@ -150,6 +150,8 @@ class SettingsScreen(Screen):
         self.app.revalidate_project()
         if row.spec.key == "name" and len(section.path) == 2:
             self.rename_sections()
+        if row.spec.key == "kind" and section.path[-1:] == ("extract",):
+            self.call_after_refresh(self.show_form, section)  # the other kind's keys left the file: its fields show empty
         self.show_problems()
 
     def rename_sections(self) -> None:

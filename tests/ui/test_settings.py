@@ -190,3 +190,22 @@ async def test_unknown_keys_are_renamed_or_removed_in_the_app_and_the_file_opens
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: any("eval.cuont" in problem for problem in app.config_problems))
         assert "cuont = 4" in app.project_file.text()
+
+
+async def test_switching_the_extractor_kind_drops_the_keys_only_the_old_kind_reads(project_dir):
+    """Issue 20 item 7: regex -> identity in Settings leaves no `pattern` behind; comments stay with their keys."""
+    path = project_dir / "project.toml"
+    path.write_text(path.read_text().replace('[extract]\nkind = "identity"\n',
+                                             '[extract]\nkind = "regex"   # how to cut\npattern = "[a-z]+"   # letters only\n'))
+    app = CtxApp(project_dir, attach=False, start_mode="settings")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        pick(screen, "extract")
+        await wait_for(pilot, lambda: screen.query("#input-pattern") and screen.section.title == "extract")
+        assert screen.query_one("#input-pattern").value == "[a-z]+"
+        screen.query_one("#input-kind").value = "identity"
+        await wait_for(pilot, lambda: app.project is not None and app.project.extract.kind == "identity")
+        text = app.project_file.text()
+        assert 'kind = "identity"   # how to cut' in text
+        assert "pattern" not in text and "letters only" not in text  # the key went, with its comment
+        await wait_for(pilot, lambda: screen.query("#input-pattern") and screen.query_one("#input-pattern").value == "")
