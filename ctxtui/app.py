@@ -20,7 +20,7 @@ from typing import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from ctxtui import file_actions, runner
 from ctxtui.checks import engine_check, template_syntax_problems
@@ -39,6 +39,8 @@ from engine.errors import ConfigError
 
 DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk
 CHECK_DELAY_S = 0.5  # `ctxdistill check`'s checks run this long after the last edit
+# App keys that act on the screen behind a dialog: while one is open they are the dialog's (issue 20 item 8).
+BEHIND_DIALOG_ACTIONS = {"switch_mode", "show_run", "save", "fix_keys", "edit_file", "workflow_help", "new_project"}
 INDICATOR_S = 1.0
 
 
@@ -116,6 +118,10 @@ class CtxApp(App):
         if remember_theme and load_settings().get("theme") in self.available_themes:
             self.theme = load_settings()["theme"]
         self.refresh_title()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """F-keys and ctrl+s do nothing behind an open dialog, and a second ctrl+s stacks no second dialog."""
+        return not (isinstance(self.screen, ModalScreen) and action in BEHIND_DIALOG_ACTIONS)
 
     def parse_project(self, text: str):
         return project_from_toml_text(self.project_dir, text)

@@ -130,3 +130,27 @@ async def test_extractor_switch_in_the_app_drops_the_pattern(project_dir):
         await pilot.pause()
         assert "pattern" not in tomlkit.parse(app.project_file.text())["extract"]
         assert isinstance(app.screen, AuthorScreen)
+
+
+async def test_dialogs_are_modal_for_app_keys(project_dir):
+    """Issue 20 item 8: with a dialog open, F-keys and ctrl+s do not reach the screen behind, nor stack dialogs."""
+    from ctxtui.screens.choice import ChoiceScreen
+
+    path = project_dir / "project.toml"
+    path.write_text(path.read_text().replace("batch_size = 4\n", "batch_size = 4\nbogus_key = 1\n"))
+    app = CtxApp(project_dir, attach=False, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.project_file.dirty = True
+        await pilot.press("ctrl+s")  # a project with problems: saving asks first
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("ctrl+s", "f3", "f2", "f5", "f6")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen) and "problems" in app.screen.question
+        assert sum(isinstance(screen, ChoiceScreen) for screen in app.screen_stack) == 1
+        assert app.current_mode == "runs"
+        await pilot.press("c")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChoiceScreen) and "bogus_key = 1" in path.read_text()
+        await pilot.press("f3")  # and with the dialog gone, F3 works again
+        await pilot.pause()
+        assert app.current_mode == "run"
