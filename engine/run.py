@@ -40,7 +40,8 @@ from engine.runs.processes import any_process, check_shared_folder, dead_ranks, 
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
 from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
-from engine.teacher.teacher_pass import teacher_pass
+from engine.teacher.cache_lock import teacher_cache_lock
+from engine.teacher.teacher_pass import cache_key, teacher_pass
 from engine.threads import configure_threads
 from engine.runs.trackers import Trackers
 from engine.training.train import STOP_FILE, StopSignal, train
@@ -206,9 +207,15 @@ def teacher_stage(project: Project, stage: Stage, layout: RunLayout, inputs: dic
                                   device=device)
     for name in stage.operations:
         events.set_scope(stage.name, name)
-        records[name] = teacher_pass(project.for_operation(name, stage), model, tokenizer, inputs[name][0],
-                                     layout.teacher_dir(stage, name), layout.run_dir.parent, events, teacher_weights,
-                                     stop_requested, state)
+        view = project.for_operation(name, stage)
+        # Another run of this project generating the same cache: wait for it, then reuse it.
+        key = cache_key(view, inputs[name][0], teacher_weights, model)
+        waiting = lambda holder: events.emit("status", stage="teacher", message=(
+            f"waiting for another run's teacher pass with the same key ({key}, pid {holder.get('pid', '?')}); "
+            "this run reuses its cache"))
+        with teacher_cache_lock(layout.run_dir.parent, key, waiting, enabled=state.is_main_process):
+            records[name] = teacher_pass(view, model, tokenizer, inputs[name][0], layout.teacher_dir(stage, name),
+                                         layout.run_dir.parent, events, teacher_weights, stop_requested, state)
     events.set_scope(stage.name, None)
     del model
     gc.collect()
