@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from ctxtui import runner, stages
 from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
 from ctxtui.screens.choice import ChoiceScreen
+from ctxtui.widgets.follow_log import FollowLog
 from ctxtui.widgets.line_chart import LineChart
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.stage_list import StageList
@@ -98,7 +99,7 @@ class RunScreen(Screen):
         yield StageSummary(id="run-summary")
         yield StageMatrix(id="run-matrix", key_hint="m: summary")
         yield Static("", id="run-savings")
-        yield Log(max_lines=LOG_KEEP, id="run-log")
+        yield FollowLog(max_lines=LOG_KEEP, id="run-log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -107,7 +108,7 @@ class RunScreen(Screen):
         self.query_one("#run-summary").display = False
         self.query_one("#run-stages").display = False
         self.query_one("#eval-row").display = False
-        log = self.query_one("#run-log", Log)
+        log = self.query_one("#run-log", FollowLog)
         log.border_title = "events"
         log.HELP = "## Events\n\nThe run's `events.jsonl`, one line per event, newest last (the full file is in the run folder)."
         self.query_one("#run-progress").HELP = (
@@ -148,7 +149,7 @@ class RunScreen(Screen):
         self.watched = Path(run_dir)
         self.state, self.alive = runner.WatchedRun(), runner.run_alive(self.watched)
         self.logged = 0
-        self.query_one("#run-log", Log).clear()
+        self.query_one("#run-log", FollowLog).clear()
         self.query_one("#eval-row").display = False
         self.seen_alive = self.alive
         self.planned = stages.planned_stages(self.watched)
@@ -238,7 +239,7 @@ class RunScreen(Screen):
         state = self.state
         new = min(state.log_count - self.logged, len(state.log))
         if new > 0:
-            self.query_one("#run-log", Log).write_lines(list(state.log)[-new:])
+            self.query_one("#run-log", FollowLog).follow(list(state.log)[-new:])
         self.logged = state.log_count
 
     def show_eval_progress(self) -> None:
@@ -279,6 +280,7 @@ class RunScreen(Screen):
             self.show_message()
             self.refresh_stats()
             self.show_final_table()
+            self.query_one("#run-log", FollowLog).jump_to_end()
             if message.status in ("failed", "interrupted"):
                 self.show_log_tail()
             if self.seen_alive:  # news only for a run that ended while we watched
