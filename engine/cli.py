@@ -17,7 +17,8 @@ from pathlib import Path
 from engine.errors import EngineError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag (tests/engine/test_docs.py checks the docs' command lines against it)."""
     from engine.project.scaffold import DESCRIPTIONS, TEMPLATES
     from engine.versions import VersionAction
 
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="the model: a local folder or a hub id in the local cache (default: the template's own; "
                            "chat: Qwen/Qwen2.5-0.5B-Instruct)")
 
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "init":
         try:
             return command_init(args)

@@ -201,7 +201,7 @@ def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, devi
     folder = Path(source)
     pickle_only = folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin"))
     if pickle_only and config.safetensors_only:
-        # Pickled weights can run code when loaded; the engine reads safetensors only (README, "Trust model").
+        # Pickled weights can run code when loaded; the engine reads safetensors only (docs/trust-model.md).
         raise EngineError(f"`model.name` = {config.name!r}: {source} holds only pickle weights (*.bin); the engine loads "
                           "safetensors only. Convert them once: `AutoModelForCausalLM.from_pretrained(folder)"
                           ".save_pretrained(folder, safe_serialization=True)` in a Python you trust, or set "

@@ -260,7 +260,7 @@ def _resolve_template_file(project_dir: Path, config: TemplateConfig, dotted: st
     if config.template and config.template_file:
         problems.append(f"set `{dotted}.template` or `{dotted}.template_file`, not both")
     elif config.template_file:
-        # A template is text, never run as code: it may live outside the project folder (README, "Trust model").
+        # A template is text, never run as code: it may live outside the project folder (docs/trust-model.md).
         path = project_dir / config.template_file
         if not path.exists():
             problems.append(f"`{dotted}.template_file` = {config.template_file!r}: no such file ({path})")

@@ -1,6 +1,6 @@
 """Load and call `module:function` references to a project's own python files.
 
-A project is code (README, "Trust model"): its `tasks.py` runs with the engine's
+A project is code (docs/trust-model.md): its `tasks.py` runs with the engine's
 rights. A reference names a module *inside* the project folder by its Python name
 (`tasks`, `helpers.text`); relative dots and paths that leave the folder are refused.
 
@@ -36,7 +36,7 @@ def reference_problem(reference: str, key: str) -> str | None:
     if module.startswith(".") or ".." in module or "/" in module or "\\" in module:
         return (f"`{key}` = {reference!r}: a module reference names a Python file inside the project folder by its "
                 "module name (`tasks`, `helpers.text`); leading dots and paths that leave the folder are not allowed "
-                "(README, \"Trust model\")")
+                "(docs/trust-model.md)")
     return f"`{key}` = {reference!r}: expected `module:function` made of Python names, e.g. \"tasks:make_inputs\""
 
 

@@ -2,7 +2,7 @@
 
 A random tied-embedding model (Qwen2 ties its LM head to the embeddings) repeats
 the prompt's last token: every answer is blank. Rouge-L of two texts without a
-word is 1 by definition (README, "A project"), so the teacher scored against
+word is 1 by definition (docs/projects.md), so the teacher scored against
 itself stays 1 where rouge-score alone says 0.
 """
 
