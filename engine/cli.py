@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--model", metavar="NAME",
                       help="the model: a local folder or a hub id in the local cache (default: the template's own; "
                            "chat: Qwen/Qwen2.5-0.5B-Instruct)")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
