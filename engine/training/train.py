@@ -239,6 +239,12 @@ def train(project: Project, examples: list[DistillExample], events, *, run_dir: 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     # LoRA: checkpoints hold the adapter and its optimizer state, never the frozen base (engine/training/lora.py).
     state_kwargs = lora.checkpoint_adapter_only(accelerator) if use_lora else {}
+    if config.policy != "off" and accelerator.distributed_type == DistributedType.FSDP:
+        # A sharded student gathers its weights in every forward pass, on all ranks together; ranks
+        # sampling answers of different lengths would run different numbers of passes and wait forever.
+        raise EngineError(f"`distill.policy` = \"{config.policy}\" under FSDP: each process samples its own answers, "
+                          "and a sharded model must run every forward pass on all processes together; train "
+                          "on-policy data-parallel (torchrun without the FSDP config) or in one process")
     frozen_teacher = None
     if config.policy != "off" and not (use_lora and init_from is None and teacher_from is None):
         # On-policy needs the teacher's weights beside the student's; a LoRA student over the
