@@ -316,6 +316,18 @@ def token_batches(prompt_ids: list[list[int]], max_new_tokens: int, batch_size: 
     return batches
 
 
+def deal_batches(costs: list[int], processes: int) -> list[int]:
+    """The process each batch goes to: the costliest first, each to the least loaded process so far
+    (ties to the lower batch number and rank), so the processes' token totals are close (issue 19).
+    `costs[n]`: batch n's tokens, rows x (its longest prompt + max_new_tokens)."""
+    owners, loads = [0] * len(costs), [0] * processes
+    for number in sorted(range(len(costs)), key=lambda n: (-costs[n], n)):
+        rank = min(range(processes), key=lambda r: (loads[r], r))
+        owners[number] = rank
+        loads[rank] += costs[number]
+    return owners
+
+
 def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, max_batch_tokens: int = 0, on_batch=None,
                  on_output=None, recorder_for=None, reuse_prefix: bool = True, seed: int | None = None,
                  finished_batch=None, on_batch_done=None, shard: tuple[int, int] = (0, 1), **options) -> list:
@@ -333,9 +345,10 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, max_b
     interrupted pass (that batch is then not generated again), and `on_batch_done(number,
     indices, results)` sees each batch's results as soon as they exist (to keep them).
 
-    `shard = (rank, processes)`: this process takes batches rank, rank + processes, ... of the
-    one global order, and the other results stay None. A batch is the unit because its number
-    seeds it: any split of the batches samples what one process would.
+    `shard = (rank, processes)`: this process takes its batches of the one global order, dealt
+    by tokens (`deal_batches`), and the other results stay None. A batch is the unit because its
+    number seeds it and its rows pad each other: any split of the batches samples what one
+    process would, byte for byte, while splitting a batch would not.
     """
     which = options.pop("which", "teacher")
     prompt_ids = encode_prompts(tokenizer, prompts)
@@ -343,10 +356,12 @@ def generate_all(model, tokenizer, prompts: list[str], *, batch_size: int, max_b
     batches = token_batches(prompt_ids, options["max_new_tokens"], batch_size, max_batch_tokens, which)
     prefix = encode_shared_prefix(model, prompt_ids) if reuse_prefix and prompt_ids else None
     results: list[Generated | None] = [None] * len(prompts)
+    owners = deal_batches([len(chunk) * (max(len(prompt_ids[i]) for i in chunk) + options["max_new_tokens"])
+                           for chunk in batches], shard[1])
     done = 0
     for number, chunk in enumerate(batches):
         done += len(chunk)
-        if number % shard[1] != shard[0]:
+        if owners[number] != shard[0]:
             continue
         kept = finished_batch(number, chunk) if finished_batch is not None else None
         if kept is not None:

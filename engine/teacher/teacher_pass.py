@@ -402,8 +402,12 @@ def sharded_teacher(project: Project, model, tokenizer, inputs: list[dict], even
     if any_process(state, stopped):
         raise StopRequested()
     work = gathered(state, {**whoami(state), "outputs": sum(record is not None for record in mine)})
+    idle = [share["rank"] for share in work if share["outputs"] == 0]
     events.emit("status", stage="teacher", message=f"teacher pass split over {world} processes: "
-                + ", ".join(f"rank {share['rank']} {share['outputs']} outputs" for share in work), ranks=work)
+                + ", ".join(f"rank {share['rank']} {share['outputs']} outputs" for share in work)
+                # A batch is never split (the cache must be the 1-process cache): fewer batches than processes idle some.
+                + (f"; rank {', '.join(map(str, idle))} had no batch: lower generate.batch_size or max_batch_tokens "
+                   f"to make at least {world} batches (the cache key changes)" if idle else ""), ranks=work)
     if not state.is_main_process:
         return None
     # Every batch is kept in `partial/` now: this reads them in order and generates nothing

@@ -24,6 +24,7 @@ from ctxtui.runner import build_command
 from engine.cli import main
 from engine.runs.events import read_events
 from engine.runs.processes import SHARED_MARKER, marker_problem
+from engine.teacher.generation import deal_batches
 from engine.training.train import STOP_FILE
 
 from engine_fixtures import CONTEXT, write_project
@@ -97,7 +98,7 @@ def test_two_processes_really_run_and_split_the_teacher_pass(two_processes):
     assert [rank["rank"] for rank in start["ranks"]] == [0, 1]
     assert len({rank["pid"] for rank in start["ranks"]}) == 2
     (split,) = [event for event in events if "ranks" in event and event["stage"] == "teacher"]
-    # Four teacher batches of two: batches 0 and 2 on rank 0, 1 and 3 on rank 1.
+    # Four teacher batches of two, dealt by tokens (generation.deal_batches): four outputs each.
     assert [(share["rank"], share["outputs"]) for share in split["ranks"]] == [(0, 4), (1, 4)]
     assert [share["pid"] for share in split["ranks"]] == [rank["pid"] for rank in start["ranks"]]
     (training,) = [event for event in events if event.get("message", "").startswith("training ")]
@@ -217,3 +218,10 @@ def test_a_rank_that_cannot_see_the_run_folder_names_the_problem_in_one_line(tmp
     problem = marker_problem(unseen, "token", 1)
     assert problem.startswith("the run folder is not on a shared disk: rank 1 on ") and "\n" not in problem
     assert marker_problem(seen, "another run's token", 1) is not None
+
+
+def test_teacher_batches_are_dealt_by_tokens():
+    # Sorted by length, the last batches cost most: round robin gave rank 0 the two cheapest of each pair.
+    assert deal_batches([10, 20, 30, 40], 2) == [0, 1, 1, 0]  # 50 tokens each
+    assert deal_batches([5, 5, 5, 5, 100], 2) == [1, 1, 1, 1, 0]
+    assert sorted(set(deal_batches([3, 3, 3], 3))) == [0, 1, 2]  # as many batches as processes: one each
