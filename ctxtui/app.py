@@ -155,6 +155,15 @@ class CtxApp(App):
             return
         self.live_run = run_dir
         event = runner.last_event(run_dir) or {}
+        if event.get("type") == "done":  # issue 20 item 12: never "running: done" while the process exits
+            try:
+                resumed = event.get("time", 0) < (run_dir / "pid").stat().st_mtime  # a new process, no event yet
+            except OSError:
+                resumed = False
+            if not resumed:
+                self.sub_title = ""
+                return
+            event = {}
         where = event.get("stage", "starting")
         if event.get("stage_name") and event.get("stage_name") != "main":
             where = f"{event['stage_name']} · {where}"

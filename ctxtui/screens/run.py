@@ -121,6 +121,7 @@ class RunScreen(Screen):
         if self.app.run_dir is not None:
             self.watch_run(self.app.run_dir)
         else:
+            self.query_one("#run-progress").display = False  # nothing runs: no animated bar (issue 20 item 13)
             self.show_plan()
 
     def on_screen_resume(self) -> None:

@@ -150,8 +150,10 @@ class SettingsScreen(Screen):
         self.app.revalidate_project()
         if row.spec.key == "name" and len(section.path) == 2:
             self.rename_sections()
-        if row.spec.key == "kind" and section.path[-1:] == ("extract",):
-            self.call_after_refresh(self.show_form, section)  # the other kind's keys left the file: its fields show empty
+        if row.spec.key == "kind" and section.path[-1:] == ("extract",):  # the other kind's keys left the file
+            for other in self.query_one("#form").query(FieldRow):
+                if other.spec.key != "kind" and self.app.project_file.value(section.path, other.spec.key) is None:
+                    other.clear_value()
         self.show_problems()
 
     def rename_sections(self) -> None:

@@ -69,6 +69,12 @@ class FieldRow(Vertical):
         for panel in self.query(".field-problems").results(Static):  # none yet before compose
             panel.update("\n".join(problems))
 
+    def clear_value(self) -> None:
+        """The key left the file by another edit (an extractor kind's switch): show it empty, as no edit."""
+        self._shown = ""
+        for field in self.query(Input).results(Input):
+            field.value = ""
+
     def edited(self, text: str) -> None:
         if text != self._shown:  # not the initial value being shown
             self._shown = text

@@ -266,3 +266,25 @@ async def test_runs_and_compare_count_training_steps_and_name_the_stage(combined
         assert rows["stage/operation"] == ["–", "second/upper"]  # A is the older, one-operation run
         assert rows["training steps"] == ["10/10", "6/6"]
         assert rows["student after exact_match"] == ["0.500", "0.400"]
+
+
+async def test_title_bar_never_says_running_once_the_run_has_ended(combined_dir, live_pid):
+    """Issue 20 item 12: a process still exiting after its `done` event is not "running: done"."""
+    import os
+
+    import time
+
+    events = combined_events(start=time.time())  # ends with done/completed, written after the pid file
+    run_dir = write_combined_run(combined_dir, events=events)
+    (run_dir / "pid").write_text(f"{live_pid}\n")
+    done_at = events[-1]["time"]
+    app = CtxApp(combined_dir, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run_dir
+        assert runner.run_alive(run_dir)  # the process is still exiting
+        app.refresh_run_indicator()
+        assert app.sub_title == ""
+        os.utime(run_dir / "pid", (done_at + 1, done_at + 1))  # a resumed process, no event of its own yet
+        app.refresh_run_indicator()
+        assert app.sub_title == "▶ running: starting"
+        await pilot.pause()

@@ -78,3 +78,12 @@ async def test_events_log_follows_the_end_unless_scrolled_up_and_jumps_there_whe
     finally:
         process.kill()
         process.wait()
+
+
+async def test_no_run_yet_shows_no_animated_progress_bar(project_dir):
+    """Issue 20 item 13: an indeterminate bar animates forever; with nothing running there is none."""
+    app = CtxApp(project_dir, attach=False, start_mode="run")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "no run yet" in str(app.screen.query_one("#run-title").render())
+        assert not app.screen.query_one("#run-progress").display

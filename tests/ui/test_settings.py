@@ -203,6 +203,7 @@ async def test_switching_the_extractor_kind_drops_the_keys_only_the_old_kind_rea
         pick(screen, "extract")
         await wait_for(pilot, lambda: screen.query("#input-pattern") and screen.section.title == "extract")
         assert screen.query_one("#input-pattern").value == "[a-z]+"
+        await pilot.pause(0.2)  # the form's Select finishes mounting before it is changed
         screen.query_one("#input-kind").value = "identity"
         await wait_for(pilot, lambda: app.project is not None and app.project.extract.kind == "identity")
         text = app.project_file.text()
