@@ -55,6 +55,18 @@ class ProjectFile:
         self._template_files: dict[Path, str] = {}
         self._template_files_on_disk: dict[Path, str] = {}
 
+    @property
+    def dirty(self) -> bool:
+        """Unsaved edits: the text differs from the file as loaded or saved (issue 20 item 11: an undo back is clean)."""
+        if not self._edited:
+            return False
+        pending = any(self._template_files_on_disk.get(path) != text for path, text in self._template_files.items())
+        return pending or self.text() != self.disk_text
+
+    @dirty.setter
+    def dirty(self, edited: bool) -> None:
+        self._edited = edited
+
     # -- the file on disk ---------------------------------------------------
 
     def changed_on_disk(self) -> bool:

@@ -154,3 +154,22 @@ async def test_dialogs_are_modal_for_app_keys(project_dir):
         await pilot.press("f3")  # and with the dialog gone, F3 works again
         await pilot.pause()
         assert app.current_mode == "run"
+
+
+async def test_the_unsaved_marker_goes_when_the_text_is_back_to_the_saved_one(project_dir):
+    """Issue 20 item 11: undoing an edit back to the file's text leaves nothing unsaved; quit then does not ask."""
+    app = CtxApp(project_dir, attach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.example is not None)
+        teacher = screen.query_one("#teacher-editor", TemplateEditor)
+        original = teacher.text
+        teacher.replace_text("Backwards: {{ input }}\n")
+        await wait_for(pilot, lambda: "unsaved" in app.title)
+        teacher.replace_text(original)
+        await wait_for(pilot, lambda: "unsaved" not in app.title)
+        assert not app.project_file.dirty
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChoiceScreen)  # nothing to save: no question
+    assert app.return_code in (0, None)
