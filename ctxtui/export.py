@@ -47,8 +47,11 @@ def sample_rows(samples: list[dict]) -> list[dict]:
             part = sample.get(role) or {}
             for key in ("prompt", "output", "answer", "correct"):
                 row[f"{role}_{key}"] = part.get(key)
-        if "answer_kl" in sample:
-            row["answer_kl"] = json.dumps(sample["answer_kl"])
+        kl = sample.get("answer_kl")
+        if isinstance(kl, dict):  # two number columns, not a JSON object in one cell (issue 20 item 14)
+            row.update({f"answer_kl_{when}": value for when, value in kl.items()})
+        elif kl is not None:
+            row["answer_kl"] = kl
         rows.append(row)
     return rows
 

@@ -53,3 +53,19 @@ async def test_detail_columns_step_and_export(project_dir):
 def test_sample_kl_shown_when_recorded():
     assert sample_kl(SAMPLES[0]) is None
     assert sample_kl({**SAMPLES[0], "answer_kl": {"before": 1.5, "after": 0.5}}).endswith("(Δ after − before -1.0000)")
+
+
+async def test_csv_export_gives_answer_kl_before_and_after_as_number_columns(project_dir):
+    """Issue 20 item 14: each sample's answer KL is two numeric columns a spreadsheet can sort."""
+    run_dir = write_run(project_dir)
+    samples = [{**sample, "answer_kl": {"before": 1.5 + sample["index"], "after": 0.25}} for sample in SAMPLES]
+    (run_dir / "samples.jsonl").write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+    app = CtxApp(project_dir, attach=False, start_mode="results")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+    rows = list(csv.DictReader(open(project_dir / "exports" / "20260101T000000Z-demo-samples.csv")))
+    assert len(rows) == 4 and "answer_kl" not in rows[0]
+    assert [float(row["answer_kl_before"]) for row in rows] == [1.5, 2.5, 3.5, 4.5]
+    assert {float(row["answer_kl_after"]) for row in rows} == {0.25}
