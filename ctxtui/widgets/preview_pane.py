@@ -23,6 +23,7 @@ from ctxtui.messages import (EnsemblePromptsRendered, PreviewFailed, PreviewMode
                              StudentOutputReady, TeacherGenerationFinished, TeacherTextStreamed)
 
 PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
+SAVED_MODELS_POLL_S = 3.0  # how often the picker looks for newly saved students and checkpoints
 
 # transformers' lazy module is not safe to import from two threads at once (seen as
 # "cannot import name 'AutoModelForCausalLM'"); the workers that may first import it
@@ -81,10 +82,15 @@ or checkpoint of one of this project's runs ("try the student").
         self.query_one("#teacher-output").border_title = "teacher generation"
         self.query_one("#student-output").border_title = "student output"
         self.query_one("#preview-model").tooltip = "Which weights run the preview: the base model, or a saved run's"
-        self.refresh_saved_models()
+        self.refresh_saved_models(force=True)
+        # A run saves students and checkpoints while the app is open: list each once it is there (issue 20 item 10).
+        self.set_interval(SAVED_MODELS_POLL_S, self.refresh_saved_models)
 
-    def refresh_saved_models(self) -> None:
-        self.saved = saved_models.saved_models(self.app.project_dir)
+    def refresh_saved_models(self, force: bool = False) -> None:
+        saved = saved_models.saved_models(self.app.project_dir)
+        if saved == self.saved and not force:
+            return  # unchanged: leave the picker (and its open menu) alone
+        self.saved = saved
         picker = self.query_one("#preview-model", Select)
         current = picker.value
         options = [("base model", saved_models.BASE)] + [(saved.label, str(saved.path)) for saved in self.saved]
