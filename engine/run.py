@@ -272,7 +272,12 @@ def reevaluate(run_dir: Path, listeners=()) -> dict:
     if state.is_main_process:
         with RunLock(run_dir):  # scoring rewrites the run's metrics: never under a live run
             metrics = _reevaluate_locked(run_dir, listeners)
-    return shared(state, metrics)
+    metrics = shared(state, metrics)
+    if state.num_processes > 1:
+        # Leaving with gloo's threads alive aborted a process at exit now and then (`terminate called ...`).
+        state.wait_for_everyone()
+        state.destroy_process_group()
+    return metrics
 
 
 def _reevaluate_locked(run_dir: Path, listeners) -> dict:
