@@ -107,10 +107,14 @@ def summarize(sweep_dir: Path) -> dict:
     return summary
 
 
-def format_summary(summary: dict, keep=("exact_match", "rouge_l", "accuracy", "answer_kl", "exact_match_normalized")) -> str:
-    """The table printed at the end: the scores (not the token counts) as mean (min-max) over n runs."""
-    rows = [(path, figure) for path, figure in summary["figures"].items() if path.split(".")[-1] in keep
-            or ".answer_kl." in f".{path}."]
+BOOKKEEPING = ("prompt_tokens", "inference_tokens", "count", "eval_seconds")
+
+
+def format_summary(summary: dict) -> str:
+    """The table printed at the end: the scores (a project's own metrics too), not the token counts
+    and timings, as mean (min - max) over the runs."""
+    rows = [(path, figure) for path, figure in summary["figures"].items()
+            if not any(part in BOOKKEEPING for part in path.split("."))]
     width = max((len(path) for path, _ in rows), default=10)
     lines = [f"over {len(summary['seeds'])} of {summary['planned']} seeds ({', '.join(map(str, summary['seeds']))}): "
              "mean (min - max)"]
