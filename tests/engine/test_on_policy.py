@@ -125,3 +125,27 @@ def test_policy_on_with_hard_labels_is_refused_before_any_work(tmp_path, char_mo
     problems = "\n".join(raised.value.problems)
     assert "`distill.policy` = \"on\" with `distill.labels` = \"hard\"" in problems
     assert "`distill.student_temperature` = 0" in problems
+
+
+def test_on_policy_with_an_ensemble_and_a_recursive_second_stage(tmp_path, char_model_dir):
+    """Issue 21 item 3: the teacher averages its renderings on the student's tokens; a stage with
+    teacher = "previous" is graded by the first stage's student."""
+    folder = write_project(tmp_path / "combined", char_model_dir, labels="sampled", max_steps=2, count=6)
+    text = (folder / "project.toml").read_text().replace("[distill]\n", "[distill]\npolicy = \"on\"\n")
+    text = text.replace("[teacher]\ntemplate = \"\"\"", "[teacher]\nensemble = 2\ntemplate = \"\"\"{% for w in ['ab', 'ba', 'cd'] "
+                                                     "| sample(1) %}{{ w }} {% endfor %}")
+    (folder / "project.toml").write_text(text + '''
+[[stages]]
+name = "first"
+
+[[stages]]
+name = "second"
+teacher = "previous"
+''')
+    project = load_project(folder)
+    assert project.operations[0].teacher.ensemble == 2 and project.stages[1].teacher == "previous"
+    run_dir = new_run_dir(project)
+    assert run(project, run_dir) is not None
+    trains = [event for event in read_events(run_dir / "events.jsonl") if event["type"] == "train"]
+    assert [(event["stage_name"], event["step"]) for event in trains] == [("first", 1), ("first", 2), ("second", 1), ("second", 2)]
+    assert all(event["policy"] == "on" and event["teacher_tokens"] > 0 for event in trains)
