@@ -24,11 +24,20 @@ class PlannedStage:
     operations: tuple[str, ...]
     teacher: str = "base"  # "base" or "previous" (recursive distillation)
     evaluate: tuple[str, ...] = ()
+    policy: str = "off"  # distill.policy: off (the teacher's cached answers), on, mixed
 
 
-def _from_data(stages: list, operations: list[str]) -> list[PlannedStage]:
+def _policy(stage: dict, data: dict) -> str:
+    """A stage's `distill.policy`: its own override, else the top-level [distill]'s, else off."""
+    own = stage.get("distill") if isinstance(stage.get("distill"), dict) else {}
+    top = data.get("distill") if isinstance(data.get("distill"), dict) else {}
+    return str(own.get("policy") or top.get("policy") or "off")
+
+
+def _from_data(stages: list, operations: list[str], data: dict) -> list[PlannedStage]:
     return [PlannedStage(str(stage.get("name", "")), tuple(str(op) for op in stage.get("operations") or operations),
-                         str(stage.get("teacher") or "base"), tuple(str(op) for op in stage.get("evaluate") or ()))
+                         str(stage.get("teacher") or "base"), tuple(str(op) for op in stage.get("evaluate") or ()),
+                         _policy(stage, data))
             for stage in stages if isinstance(stage, dict)]
 
 
@@ -41,15 +50,15 @@ def planned_stages(run_dir: Path) -> list[PlannedStage]:
     operations = [str(op.get("name", "")) for op in data.get("operations") or [] if isinstance(op, dict)]
     stages = data.get("stages") or []
     if not stages:
-        return [PlannedStage("main", tuple(operations))] if operations else []
-    return _from_data(stages, operations)
+        return [PlannedStage("main", tuple(operations), policy=_policy({}, data))] if operations else []
+    return _from_data(stages, operations, data)
 
 
 def project_stages(project) -> list[PlannedStage]:
     """The stages of a loaded engine `Project` (before a launch); [] unless it declares operations or stages."""
     if project is None or not getattr(project, "combined", False):
         return []
-    return [PlannedStage(stage.name, tuple(stage.operations), stage.teacher, tuple(stage.evaluate))
+    return [PlannedStage(stage.name, tuple(stage.operations), stage.teacher, tuple(stage.evaluate), stage.distill.policy)
             for stage in project.stages]
 
 

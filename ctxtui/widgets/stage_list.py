@@ -26,7 +26,8 @@ def stage_lines(planned: list[PlannedStage], states: dict[str, str]) -> Content:
         lines.append(Content.assemble(
             (f"{mark} {number} {stage.name:<{name_width}}  ", style),
             (f"{state:<{STATE_WIDTH}}  " if states else "", style),
-            (f"{teacher:<24}", "$text-muted"), f"trains {trains}"))
+            (f"{teacher:<24}", "$text-muted"), f"trains {trains}",
+            (f" · {stage.policy}-policy" if stage.policy != "off" else "", "$text-muted")))
     return Content("\n").join(lines)
 
 

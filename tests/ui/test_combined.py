@@ -288,3 +288,29 @@ async def test_title_bar_never_says_running_once_the_run_has_ended(combined_dir,
         app.refresh_run_indicator()
         assert app.sub_title == "▶ running: starting"
         await pilot.pause()
+
+
+def test_the_stage_list_names_each_stages_policy(tmp_path):
+    """Issue 21 item 3: an on-policy or mixed stage says so; an off-policy one (the paper's) stays as it was."""
+    from ctxtui.stages import planned_stages
+    from ctxtui.widgets.stage_list import stage_lines
+
+    (tmp_path / "project.toml").write_text('''
+[distill]
+policy = "mixed"
+
+[[operations]]
+name = "a"
+
+[[stages]]
+name = "first"
+[stages.distill]
+policy = "off"
+
+[[stages]]
+name = "second"
+''')
+    planned = planned_stages(tmp_path)
+    assert [stage.policy for stage in planned] == ["off", "mixed"]
+    first, second = stage_lines(planned, {}).plain.splitlines()
+    assert "policy" not in first and second.endswith("trains a · mixed-policy")
