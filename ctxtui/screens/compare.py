@@ -1,4 +1,7 @@
-"""Compare marked runs: their metrics side by side, and config diffs against the oldest (A)."""
+"""Compare marked runs: their metrics side by side, and config diffs against the oldest (A).
+
+A sweep compares like a run, its figures mean (min–max) over its seeds.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,14 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from ctxtui import runner, stages
+from ctxtui import runner, stages, sweeps
 from ctxtui.widgets.metrics_table import ROLES
 
 
 def config_diff(old: Path, new: Path) -> Content:
     def lines(run_dir: Path) -> list[str]:
         try:
-            return (run_dir / "project.toml").read_text().splitlines()
+            return sweeps.config_file(run_dir).read_text().splitlines()
         except OSError:
             return []
 
@@ -46,7 +49,10 @@ class CompareScreen(ModalScreen):
         self.letters = [chr(ord("A") + i) if i < 26 else str(i + 1) for i in range(len(self.runs))]
 
     def compose(self) -> ComposeResult:
-        names = "\n".join(f"{letter} = {run.name}" for letter, run in zip(self.letters, self.runs))
+        self.swept = {run: sweeps.sweep_info(run) for run in self.runs if sweeps.is_sweep(run)}
+        names = "\n".join(f"{letter} = {run.name}" + (f"  (sweep: mean (min–max) {self.swept[run].over})"
+                                                         if run in self.swept else "")
+                          for letter, run in zip(self.letters, self.runs))
         with VerticalScroll(id="compare"):
             yield Static(Content.styled(names, "bold"))
             yield DataTable(id="compare-metrics", cursor_type="row")
@@ -61,14 +67,13 @@ class CompareScreen(ModalScreen):
         last = self.letters[-1]
         table.add_columns("metric", *self.letters, f"{last} − A")
         # A staged run is compared by its headline table: its last stage's first operation, named in a row.
-        headlines = [stages.headline_of(runner.load_json(run / "metrics.json")) for run in self.runs]
+        headlines = [stages.headline_of(self.swept[run].metrics if run in self.swept
+                                        else runner.load_json(run / "metrics.json")) for run in self.runs]
         metrics = [tables for _, tables in headlines]
         if any(where for where, _ in headlines):
             table.add_row("stage/operation", *(where or "–" for where, _ in headlines), "")
 
-        def number(value) -> str:
-            return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
-
+        number = sweeps.number
         for role in ROLES:
             names = list(dict.fromkeys(name for m in metrics for name in (m.get(role) or {})))
             for name in names:
@@ -85,7 +90,8 @@ class CompareScreen(ModalScreen):
                          else "–")
                 table.add_row(f"answer KL {when} (↓)", *(number(v) for v in values), delta)
         ratios = [(m.get("prompt_tokens") or {}).get("ratio") for m in metrics]
-        table.add_row("prompt token ratio", *(f"{r:.2f}" if isinstance(r, (int, float)) else "–" for r in ratios), "")
-        states = [runner.run_info(run) for run in self.runs]
+        table.add_row("prompt token ratio", *(number(r, 2) for r in ratios), "")
+        states = [self.swept.get(run) or runner.run_info(run) for run in self.runs]
         table.add_row("status", *(s.status for s in states), "")
-        table.add_row("training steps", *(stages.trained_steps(s.state) for s in states), "")
+        table.add_row("training steps", *(f"{len(s.members)} runs" if isinstance(s, sweeps.SweepInfo)
+                                          else stages.trained_steps(s.state) for s in states), "")

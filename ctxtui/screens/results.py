@@ -16,7 +16,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
-from ctxtui import runner
+from ctxtui import runner, sweeps
 from ctxtui.export import export_results
 from ctxtui.screens.sample_detail import SampleDetailScreen
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
@@ -94,12 +94,23 @@ class ResultsScreen(Screen):
 
     def show_run(self, run_dir: Path) -> None:
         self.shown_run = Path(run_dir)
-        self.metrics = metrics = runner.load_json(self.shown_run / "metrics.json")
-        self.samples = runner.load_samples(self.shown_run)
+        sweep = sweeps.sweep_info(self.shown_run) if sweeps.is_sweep(self.shown_run) else None
+        if sweep is not None:  # mean (min–max) over its runs; the samples are each run's own
+            self.metrics = metrics = sweep.metrics
+            self.samples = []
+        else:
+            self.metrics = metrics = runner.load_json(self.shown_run / "metrics.json")
+            self.samples = runner.load_samples(self.shown_run)
         title = f"results of {self.shown_run.name}"
+        if sweep is not None:
+            title += f"  mean (min–max) {sweep.over}; samples: open one of its runs on Runs (F8)"
+        elif seed := sweeps.seed_label(self.shown_run):
+            title += f"  ({seed} of a sweep)"
         if not metrics:
-            title += "  (no metrics.json yet)"
+            title += "  (no metrics.json yet)" if sweep is None else "  (no run finished yet)"
         self.query_one("#results-title", Static).update(title)
+        self.query_one("#filter-row").display = sweep is None
+        self.query_one("#results-samples").display = sweep is None
         combined = bool(metrics.get("combined"))
         self.query_one("#stage-row").display = combined
         matrix = self.query_one("#results-matrix", StageMatrix)
@@ -208,6 +219,10 @@ class ResultsScreen(Screen):
         """The shown table and the samples the grid shows (filter and search applied)."""
         if self.shown_run is None:
             self.notify("no run to export", severity="warning")
+            return
+        if sweeps.is_sweep(self.shown_run):
+            self.notify(f"a sweep's figures are in {self.shown_run.name}/summary.json; export one of its runs "
+                        "for samples", severity="warning")
             return
         stage, operation = self.selected_stage_operation()
         metrics = self.metrics

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from ctxtui import runner, stages
+from ctxtui import runner, stages, sweeps
 from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.follow_log import FollowLog
@@ -154,7 +154,8 @@ class RunScreen(Screen):
         self.query_one("#eval-row").display = False
         self.seen_alive = self.alive
         self.planned = stages.planned_stages(self.watched)
-        self.query_one("#run-title", Static).update(f"run {self.watched.name}")
+        seed = sweeps.seed_label(self.watched)  # a member of a sweep: "seed 2/3"
+        self.query_one("#run-title", Static).update(f"run {self.watched.name}" + (f" · {seed}" if seed else ""))
         command_file = self.watched / "command"
         command = command_file.read_text().strip() if command_file.exists() else ""
         self.query_one("#run-command", Static).update(f"$ {command}" if command else "")

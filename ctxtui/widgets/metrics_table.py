@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ctxtui.sweeps import number
+
 ROLES = ("teacher", "student_before", "student_after")
 
 # Other rows of metrics.json that are scores on the same held-out inputs. Each
@@ -18,7 +20,7 @@ NO_BEFORE = {"student_after_teacher_template"}
 
 
 def _cell(value) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+    return number(value)  # a sweep's figure: mean (min–max)
 
 
 def _delta(value: float | None, lower_is_better: bool = False) -> Text:
@@ -53,6 +55,9 @@ Below the main rows, when the run has them: the paper's baselines
 the same teacher and student before), the student after asked with the
 teacher template (the skill it kept; compare it with the teacher, which is
 the same prompt before distillation), and an ensemble's mean single teacher.
+
+A sweep (a run repeated over seeds) shows each figure as mean (min–max) over
+its runs; its Δs are between the means.
 """
 
     DEFAULT_CSS = """

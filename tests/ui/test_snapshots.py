@@ -9,6 +9,7 @@ import pytest
 from conftest import combined_events, scripted_events, write_combined_project, write_combined_run, write_project, write_run
 from ctxtui.app import CtxApp
 from test_author import wait_for
+from test_sweeps import with_after, write_sweep
 
 SIZE = (80, 24)  # the smallest terminal every screen must work in (issue 12)
 START = 1767225600.0  # 2026-01-01 00:00 UTC: fixed, so dates and durations do not drift
@@ -63,6 +64,13 @@ def test_results_snapshot(snap_compare, tmp_path, toy_model_dir):
 
 def test_runs_snapshot(snap_compare, tmp_path, toy_model_dir):
     project, _ = finished_project(tmp_path, toy_model_dir)
+    assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE)
+
+
+def test_sweep_runs_snapshot(snap_compare, tmp_path, toy_model_dir):
+    """A sweep of 3 seeds beside a run: one row, mean (min–max), its runs under it (issue 25 item 2)."""
+    project, _ = finished_project(tmp_path, toy_model_dir)
+    write_sweep(project, [with_after(0.4), with_after(0.6), with_after(0.5)], events=scripted_events(start=START))
     assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE)
 
 
