@@ -161,6 +161,7 @@ def kill(run_dir: Path) -> bool:
 
 
 LOG_LINES = 500
+COST_KEYS = ("sample_s", "score_s", "train_s")  # an on-policy step: student sampling, teacher scoring, training
 LOG_FIGURES = ("step", "total_steps", "loss", "kl", "lr", "tokens_per_s", "memory_mb", "which", "cache", "status")
 
 
@@ -206,6 +207,10 @@ class WatchedRun(RunState):
     # Curves run over one global step axis (issue 20 item 2): a stage's steps count on from the last stage's total.
     stage_offsets: dict = field(default_factory=dict)  # stage -> global step its training starts after
     train_steps: dict = field(default_factory=dict)  # stage -> (step, total steps) of the student's training
+    # On-policy (issue 21): each stage's policy as its training events say, and the latest step's cost.
+    stage_policies: dict = field(default_factory=dict)  # stage -> "off" | "on" | "mixed"
+    step_cost: dict = field(default_factory=dict)  # sample_s, score_s, train_s: seconds per step, latest log window
+    teacher_tokens: int | None = None  # tokens the teacher scored in this stage (this process's run of it)
 
     def apply(self, event: dict) -> None:
         kind = event.get("type")
@@ -242,6 +247,14 @@ class WatchedRun(RunState):
             self.lrs[-1] = (x, self.lrs[-1][1])
             if isinstance(event.get("kl"), (int, float)):
                 self.kls.append((x, float(event["kl"])))
+            self.stage_policies[stage] = str(event.get("policy") or "off")
+            self.step_cost = {key: float(event[key]) for key in COST_KEYS if isinstance(event.get(key), (int, float))}
+            self.teacher_tokens = event.get("teacher_tokens") if isinstance(event.get("teacher_tokens"), int) else None
+
+    @property
+    def policy(self) -> str:
+        """The latest training's policy ("off" before any training)."""
+        return next(reversed(self.stage_policies.values()), "off")
 
     @property
     def boundaries(self) -> list[tuple[int, str]]:

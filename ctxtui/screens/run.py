@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from ctxtui import runner, stages, sweeps
+from ctxtui import policy, runner, stages, sweeps
 from ctxtui.messages import RunEnded, RunLaunched, RunProgressed
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.follow_log import FollowLog
@@ -94,6 +94,7 @@ class RunScreen(Screen):
             yield LineChart("answer KL", id="kl-chart")
             yield LineChart("learning rate", id="lr-chart")
         yield Static("", id="run-stats")
+        yield Static("", id="run-cost")  # an on-policy stage: seconds per step sampling, scoring, training
         yield Static("", id="run-message", markup=False)
         yield MetricsTable(id="run-metrics")
         yield StageSummary(id="run-summary")
@@ -108,6 +109,12 @@ class RunScreen(Screen):
         self.query_one("#run-summary").display = False
         self.query_one("#run-stages").display = False
         self.query_one("#eval-row").display = False
+        self.query_one("#run-cost").display = False
+        self.query_one("#kl-chart").HELP = LineChart.HELP + (
+            "\n**KL**: off-policy, the student's KL to the teacher's labels on the teacher's answers. On-policy "
+            "(`distill.policy = \"on\"`), the divergence being minimized (`distill.divergence`) on the student's own "
+            "samples as the teacher scores them; mixed, the two by their share of answer tokens. The line under the "
+            "stats says what an on-policy step costs: seconds sampling, scoring and training, and teacher tokens.")
         log = self.query_one("#run-log", FollowLog)
         log.border_title = "events"
         log.HELP = "## Events\n\nThe run's `events.jsonl`, one line per event, newest last (the full file is in the run folder)."
@@ -134,6 +141,8 @@ class RunScreen(Screen):
         """Before any run: the project's stages, what each trains and whose weights teach (issue 20 item 1)."""
         self.planned = stages.project_stages(self.app.project)
         self.query_one("#run-stages", StageList).show(self.planned, {})
+        used = "" if self.planned else policy.policy_label(policy.project_distill(self.app.project))
+        self.query_one("#run-title", Static).update("no run yet: press n to launch one" + (f" · {used}" if used else ""))
 
     def commands(self):
         yield SystemCommand("New run", "Launch the engine on this project (n)", self.action_launch)
@@ -155,7 +164,10 @@ class RunScreen(Screen):
         self.seen_alive = self.alive
         self.planned = stages.planned_stages(self.watched)
         seed = sweeps.seed_label(self.watched)  # a member of a sweep: "seed 2/3"
-        self.query_one("#run-title", Static).update(f"run {self.watched.name}" + (f" · {seed}" if seed else ""))
+        # A staged run's stage list names each stage's policy; a single run's title does.
+        used = "" if self.planned else policy.policy_label(policy.run_distill(self.watched))
+        self.query_one("#run-title", Static).update(
+            " · ".join(part for part in (f"run {self.watched.name}", seed, used) if part))
         command_file = self.watched / "command"
         command = command_file.read_text().strip() if command_file.exists() else ""
         self.query_one("#run-command", Static).update(f"$ {command}" if command else "")
@@ -235,6 +247,10 @@ class RunScreen(Screen):
             chart.points = list(points)
             steps = f"steps {points[0][0]}–{points[-1][0]}" if points else ""
             chart.border_subtitle = f"{steps} · ┊ {len(marks) + 1} stages" if steps and marks else steps
+        self.query_one("#kl-chart", LineChart).border_title = policy.kl_title(state.stage_policies.values())
+        cost = policy.cost_line(state.policy, state.step_cost, state.teacher_tokens)
+        self.query_one("#run-cost", Static).update(cost)
+        self.query_one("#run-cost").display = bool(cost)
 
     def show_log(self) -> None:
         """Write the events not written yet (the state keeps the newest few hundred)."""

@@ -9,6 +9,7 @@ import pytest
 from conftest import combined_events, scripted_events, write_combined_project, write_combined_run, write_project, write_run
 from ctxtui.app import CtxApp
 from test_author import wait_for
+from test_on_policy import on_policy_events, set_policy
 from test_sweeps import with_after, write_sweep
 
 SIZE = (80, 24)  # the smallest terminal every screen must work in (issue 12)
@@ -48,6 +49,21 @@ def test_author_snapshot(snap_compare, tmp_path, toy_model_dir):
 
 def test_run_dashboard_snapshot(snap_compare, tmp_path, toy_model_dir):
     project, run_dir = finished_project(tmp_path, toy_model_dir)
+
+    async def open_run(pilot):
+        pilot.app.open_run(run_dir)
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "status", "") == "completed")
+        await pilot.pause()
+
+    assert snap_compare(CtxApp(project, attach=False, start_mode="runs"), terminal_size=SIZE, run_before=open_run)
+
+
+def test_on_policy_run_dashboard_snapshot(snap_compare, tmp_path, toy_model_dir):
+    """An on-policy run: the policy in the title, the KL chart says on-policy, a step's cost under the stats."""
+    project = write_project(tmp_path / "demo", model=str(toy_model_dir), temperature=0.0)
+    set_policy(project / "project.toml", 'policy = "on"')
+    run_dir = write_run(project, "20260101T000000Z-demo", events=on_policy_events(start=START))
+    (run_dir / "command").write_text("python -m engine.cli run demo --run-dir runs/20260101T000000Z-demo\n")
 
     async def open_run(pilot):
         pilot.app.open_run(run_dir)
