@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 
-from ctxtui import file_actions, runner
+from ctxtui import file_actions, keys, runner
 from ctxtui.checks import engine_check, template_syntax_problems
 from ctxtui.messages import ProjectChecked, RunLaunched
 from ctxtui.project_file import ProjectFile
@@ -39,8 +38,6 @@ from engine.errors import ConfigError
 
 DISK_CHECK_S = 2.0  # how often project.toml is compared with the file on disk
 CHECK_DELAY_S = 0.5  # `ctxdistill check`'s checks run this long after the last edit
-# App keys that act on the screen behind a dialog: while one is open they are the dialog's (issue 20 item 8).
-BEHIND_DIALOG_ACTIONS = {"switch_mode", "show_run", "save", "fix_keys", "edit_file", "workflow_help", "new_project"}
 INDICATOR_S = 1.0
 
 
@@ -76,20 +73,7 @@ class CtxApp(App):
              "settings": SettingsScreen}
     DEFAULT_MODE = "author"
 
-    BINDINGS = [
-        Binding("f1", "workflow_help", "Help", tooltip="The workflow and every key"),
-        Binding("question_mark", "toggle_help", "Keys", show=False, tooltip="Key map and help for the focused widget"),
-        Binding("f2", "switch_mode('author')", "Author", priority=True),
-        Binding("f3", "show_run", "Run", priority=True),
-        Binding("f4", "switch_mode('results')", "Results", priority=True),
-        Binding("f5", "switch_mode('settings')", "Settings", priority=True, show=False),  # fits 80 columns
-        Binding("f8", "switch_mode('runs')", "Runs", priority=True),
-        Binding("ctrl+s", "save", "Save", priority=True, show=False),  # the title says "unsaved (ctrl+s)"
-        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
-        Binding("f6", "fix_keys", "Fix keys", priority=True, show=False),  # unknown keys: rename or remove
-        Binding("ctrl+o", "edit_file", "Edit file", show=False),  # Author's own ctrl+o edits the focused template
-        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
-    ]
+    BINDINGS = keys.BINDINGS  # the footer's choice of them: ctxtui/keys.py
 
     def __init__(self, project_dir: Path, *, attach: bool = True, start_mode: str = "author",
                  remember_theme: bool = False):
@@ -120,8 +104,15 @@ class CtxApp(App):
         self.refresh_title()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """F-keys and ctrl+s do nothing behind an open dialog, and a second ctrl+s stacks no second dialog."""
-        return not (isinstance(self.screen, ModalScreen) and action in BEHIND_DIALOG_ACTIONS)
+        """F-keys and ctrl+s do nothing behind an open dialog (a second ctrl+s stacks no second dialog); the
+        footer names the screen keys on a wide terminal, groups them on a narrow one (issue 20 item 16)."""
+        return keys.check(self, action)
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()  # named or grouped screen keys
+
+    def action_goto(self, mode: str) -> None:
+        self.action_show_run() if mode == "run" else self.switch_mode(mode)
 
     def parse_project(self, text: str):
         return project_from_toml_text(self.project_dir, text)

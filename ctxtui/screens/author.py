@@ -21,13 +21,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList, Select, Static
+from textual.widgets import Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from ctxtui.messages import EnsemblePromptsRendered, ProjectChecked, PromptTokensCounted, SampleInputsLoaded
 from ctxtui.project_file import EXTRACT_KINDS
 from ctxtui.widgets.preview_pane import HEAVY_IMPORTS, PreviewPane
 from ctxtui.widgets.template_editor import TemplateEditor
+from ctxtui.widgets.key_footer import KeyFooter
 from engine.errors import TemplateError
 
 SAMPLE_COUNT = 16
@@ -77,7 +78,7 @@ class AuthorScreen(Screen):
                 yield Static("", id="student-prompt", markup=False, classes="panel")
                 yield Static("", id="token-ratio")
             yield PreviewPane(id="preview")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#inputs").border_title = "sample inputs"

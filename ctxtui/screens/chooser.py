@@ -7,10 +7,11 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ctxtui.screens.new_project import NewProjectScreen
+from ctxtui.widgets.key_footer import KeyFooter
 
 NEW = "\0new"
 
@@ -49,7 +50,7 @@ class ChooserApp(App[Path | None]):
         options = [Option(Content.styled("+ New project…", "bold"), id=NEW)]
         options += [Option(Content(str(path.relative_to(self.base))), id=str(path)) for path in self.projects]
         yield OptionList(*options, id="projects")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#projects", OptionList).highlighted = 1 if self.projects else 0

@@ -13,10 +13,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ctxtui import runner, stages, sweeps
 from ctxtui.widgets.metrics_table import ROLES
+from ctxtui.widgets.key_footer import KeyFooter
 
 
 def config_diff(old: Path, new: Path) -> Content:
@@ -60,7 +61,7 @@ class CompareScreen(ModalScreen):
                 yield Static(Content.styled(f"config diff (A → {letter})", "bold"), classes="section")
                 yield Static(config_diff(self.runs[0], run), classes="compare-config",
                              id="compare-config" if letter == "B" else None)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#compare-metrics", DataTable)

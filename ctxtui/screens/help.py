@@ -6,7 +6,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Markdown
+from textual.widgets import Markdown
+
+from ctxtui.widgets.key_footer import KeyFooter
 
 WORKFLOW = """\
 # The workflow
@@ -69,4 +71,4 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Markdown(WORKFLOW)
-        yield Footer(compact=True)
+        yield KeyFooter()

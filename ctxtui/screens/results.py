@@ -14,7 +14,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import DataTable, Header, Input, Select, Static
 
 from ctxtui import runner, sweeps
 from ctxtui.export import export_results
@@ -22,6 +22,7 @@ from ctxtui.screens.sample_detail import SampleDetailScreen
 from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.sample_grid import FILTERS, SampleGrid
 from ctxtui.widgets.stage_matrix import StageMatrix, matrix_metrics
+from ctxtui.widgets.key_footer import KeyFooter
 
 
 class ResultsScreen(Screen):
@@ -32,11 +33,11 @@ class ResultsScreen(Screen):
 
     BINDINGS = [
         Binding("f", "cycle_filter", "Filter"),
-        Binding("m", "cycle_matrix_metric", "Matrix metric", show=False),
-        Binding("slash", "search", "Search"),
+        Binding("m", "cycle_matrix_metric", "Matrix", tooltip="The overwrite matrix's next metric"),  # combined runs
+        Binding("slash", "search", "Search", show=False),  # the search box says "(/)": the footer fits 80 columns
         Binding("enter", "detail", "Diff", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
-        Binding("x", "export", "Export", show=False),
+        Binding("x", "export", "Export"),
     ]
 
     def __init__(self) -> None:
@@ -60,7 +61,11 @@ class ResultsScreen(Screen):
             yield Static("", id="results-count")
         yield SampleGrid(id="results-samples")
         yield StageMatrix(id="results-matrix")
-        yield Footer(compact=True)
+        yield KeyFooter()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The footer shows m only where there is a matrix (a combined run)."""
+        return bool(self.metrics.get("combined")) if action == "cycle_matrix_metric" else True
 
     def on_mount(self) -> None:
         self.query_one("#results-search").HELP = "## Search\n\nShows only samples whose input, label or outputs contain this text (case-insensitive). **escape** clears it."
@@ -123,6 +128,7 @@ class ResultsScreen(Screen):
                 stage_select.value = stages[-1]  # the run's end result first
             matrix.show_matrix(metrics.get("matrix") or {})
         self.show_selected_metrics()
+        self.refresh_bindings()
 
     def selected_stage_operation(self) -> tuple[str | None, str | None]:
         if not self.metrics.get("combined"):

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, ProgressBar, Static
+from textual.widgets import Header, Log, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from ctxtui import policy, runner, stages, sweeps
@@ -28,6 +28,7 @@ from ctxtui.widgets.metrics_table import MetricsTable, savings_line
 from ctxtui.widgets.stage_list import StageList
 from ctxtui.widgets.stage_matrix import StageMatrix
 from ctxtui.widgets.stage_summary import StageSummary
+from ctxtui.widgets.key_footer import KeyFooter
 from engine.runs.events import EventTail
 
 POLL_S = 0.2
@@ -63,7 +64,7 @@ class RunScreen(Screen):
         Binding("k", "kill", "Kill", show=False),  # asks first; in the palette, F1 and ?
         Binding("r", "resume", "Resume"),
         Binding("o", "results", "Results", show=False),
-        Binding("m", "toggle_matrix", "Matrix", show=False),  # a staged run: per-operation summary <-> matrix
+        Binding("m", "toggle_matrix", "Matrix"),  # a staged run's results: per-operation summary <-> matrix
     ]
 
     def __init__(self) -> None:
@@ -101,7 +102,7 @@ class RunScreen(Screen):
         yield StageMatrix(id="run-matrix", key_hint="m: summary")
         yield Static("", id="run-savings")
         yield FollowLog(max_lines=LOG_KEEP, id="run-log")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#run-metrics").display = False
@@ -136,6 +137,10 @@ class RunScreen(Screen):
             self.watch_run(self.app.run_dir)
         elif self.watched is None:
             self.show_plan()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The footer shows m once a staged run has results to switch between (issue 20 item 16)."""
+        return self.has_class("-stage-results") if action == "toggle_matrix" else True
 
     def show_plan(self) -> None:
         """Before any run: the project's stages, what each trains and whose weights teach (issue 20 item 1)."""
@@ -175,6 +180,7 @@ class RunScreen(Screen):
         self.query_one("#run-matrix").display = False
         self.query_one("#run-summary").display = False
         self.remove_class("-stage-results")
+        self.refresh_bindings()
         self.query_one("#run-savings", Static).update("")
         self.tail(self.watched)
 
@@ -344,7 +350,9 @@ class RunScreen(Screen):
         # Sized from the rows (header and border too), capped in run.tcss: a DataTable's auto height can lag its rows.
         summary.styles.height, matrix.styles.height = len(rows) + 3, matrix.row_count + 3
         summary.display, matrix.display = not self.matrix_shown, self.matrix_shown
-        self.add_class("-stage-results")
+        if not self.has_class("-stage-results"):
+            self.add_class("-stage-results")
+            self.refresh_bindings()
         self.query_one("#run-savings", Static).update(
             f"m: {'summary' if self.matrix_shown else 'overwrite matrix'} · every stage and operation: Results (o)")
 

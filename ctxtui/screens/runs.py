@@ -12,10 +12,11 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from ctxtui import runner, stages, sweeps
 from ctxtui.screens.compare import CompareScreen
+from ctxtui.widgets.key_footer import KeyFooter
 
 REFRESH_S = 2.0
 
@@ -43,7 +44,7 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "open_dashboard", "Open", priority=True),
         Binding("o", "open_results", "Results"),
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark", key_display="␣"),  # the footer fits 80 columns
         Binding("c", "compare", "Compare"),
         Binding("ctrl+r", "refresh", "Refresh", show=False),  # it refreshes itself every 2 s
         Binding("j", "cursor('down')", "Down", show=False),
@@ -61,7 +62,7 @@ class RunsScreen(Screen):
         yield Header()
         yield Static("", id="runs-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)

@@ -15,9 +15,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ctxtui.widgets.sample_grid import input_text
+from ctxtui.widgets.key_footer import KeyFooter
 
 ROLES = ("teacher", "student_before", "student_after")
 
@@ -99,7 +100,7 @@ class SampleDetailScreen(ModalScreen):
                 yield Static(Content.assemble((f"diff teacher → {role.replace('_', ' ')}", "bold")),
                              classes="role-title")
                 yield Static(inline_diff(teacher, str(parts[role].get("output", ""))), classes="output diff")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show_title()

@@ -19,13 +19,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ctxtui.config_form import Section, Unparsable, field_specs, parse_text, problems_for, section_help, sections
 from ctxtui.messages import ProjectChecked
 from ctxtui.screens.choice import ChoiceScreen
 from ctxtui.widgets.field_row import FieldRow
+from ctxtui.widgets.key_footer import KeyFooter
 
 
 class SectionList(OptionList):
@@ -68,7 +69,7 @@ class SettingsScreen(Screen):
             yield Static("", id="section-help", markup=False)
             yield VerticalScroll(id="form")
         yield Static("", id="settings-problems", markup=False)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sections").border_title = "tables"
