@@ -177,5 +177,8 @@ def default_text(spec: FieldSpec, inherited=None) -> str:
     """The placeholder of an empty field: what applies when the key is not set."""
     if inherited is not None:
         return f"inherits {format_value(spec, inherited) or '(empty)'}"
+    said = re.search(r"\(default: ([^)]*)\)", spec.help)  # the help's own word ("default: all") over `[]`
+    if said:
+        return f"default: {said.group(1)}"
     shown = format_value(spec, spec.default)
-    return f"default {shown}" if shown else "default: empty"
+    return "default: empty" if not shown or (spec.kind in ("list", "dict") and not spec.default) else f"default {shown}"
