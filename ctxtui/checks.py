@@ -7,6 +7,9 @@ run renders it; a broken `{% if %}` must be caught before a run is launched
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
+
 import jinja2
 
 
@@ -59,9 +62,44 @@ def engine_check(project) -> tuple[list[str], list[str]]:
     try:
         check_project(project)
     except ConfigError as error:
-        return list(error.problems), warnings
+        return with_model_suggestion(list(error.problems), project), warnings
     except EngineError as error:
-        return [str(error)], warnings
+        return with_model_suggestion([str(error)], project), warnings
     except Exception as error:  # the project's own code failing in a way the engine did not wrap
         return [f"{type(error).__name__}: {error}"], warnings
     return [], warnings
+
+
+def known_model_names(project_dir: Path | None) -> list[str]:
+    """Names `model.name` could mean here: the embedded models, the hub ids in the local Hugging Face cache
+    (its `models--org--name` folders; no weights read) and model folders in the project."""
+    import engine.toy
+    from huggingface_hub import constants
+
+    names = list(getattr(engine.toy, "_TOY_MODELS", {}))  # toy-base, toy-icl
+    try:
+        names += [entry.name.removeprefix("models--").replace("--", "/")
+                  for entry in Path(constants.HF_HUB_CACHE).iterdir() if entry.name.startswith("models--")]
+    except OSError:
+        pass
+    if project_dir is not None and Path(project_dir).is_dir():
+        names += [entry.name for entry in Path(project_dir).iterdir() if (entry / "config.json").is_file()]
+    return names
+
+
+def with_model_suggestion(problems: list[str], project) -> list[str]:
+    """A `model.name` problem (not cached, no such folder) gets "did you mean" from the names known here (issue 20
+    item 19): a typo is caught before launch with the name it was probably meant to be."""
+    name = getattr(getattr(project, "model", None), "name", None)
+    if not isinstance(name, str):
+        return problems
+    mark = f"`model.name` = {name!r}"
+    if not any(problem.startswith(mark) and "did you mean" not in problem for problem in problems):
+        return problems
+    known = known_model_names(getattr(project, "dir", None))
+    by_lower = {candidate.lower(): candidate for candidate in known if candidate != name}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    if not close:
+        return problems
+    hint = f" (did you mean {by_lower[close[0]]!r}?)"
+    return [problem.replace(mark, mark + hint, 1) if problem.startswith(mark) else problem for problem in problems]
