@@ -110,3 +110,12 @@ def test_no_module_over_500_lines():
             if lines > MAX_LINES:
                 long[str(path.relative_to(ROOT))] = lines
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_two_test_modules_share_a_name():
+    """The suite runs without packages (rootdir imports), so `tests/ui/test_x.py` and
+    `tests/engine/test_x.py` would collide at collection: CI once failed on exactly that."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path.relative_to(ROOT)} and {seen[path.name].relative_to(ROOT)} share a name"
+        seen[path.name] = path

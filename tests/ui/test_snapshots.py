@@ -9,7 +9,7 @@ import pytest
 from conftest import combined_events, scripted_events, write_combined_project, write_combined_run, write_project, write_run
 from ctxtui.app import CtxApp
 from test_author import wait_for
-from test_on_policy import on_policy_events, set_policy
+from test_on_policy_dashboard import on_policy_events, set_policy
 from test_sweeps import with_after, write_sweep
 
 SIZE = (80, 24)  # the smallest terminal every screen must work in (issue 12)
