@@ -19,7 +19,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Header, OptionList, Static
+from textual.widgets import Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ctxtui.config_form import Section, Unparsable, field_specs, parse_text, problems_for, section_help, sections
@@ -40,12 +40,14 @@ Every table of `project.toml`. Pick one to edit its keys on the right.
 - **o**: add an operation (`[[operations]]`)
 - **t**: add a stage (`[[stages]]`)
 - **delete**: remove the selected operation or stage (asks first)
+- **/**: filter the list by name (a project with many operations); **escape** there clears it
 """
 
     BINDINGS = [
         Binding("o", "screen.add('operations')", "Add op"),
         Binding("t", "screen.add('stages')", "Add stage"),
         Binding("delete", "screen.remove", "Remove"),
+        Binding("slash", "screen.filter", "Filter", show=False),  # the filter box says "(/)"
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
     ]
@@ -64,7 +66,9 @@ class SettingsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield SectionList(id="sections")
+        with Vertical(id="sections-column"):
+            yield Input(placeholder="filter tables (/)", id="sections-filter", compact=True)
+            yield SectionList(id="sections")
         with Vertical(id="form-column"):
             yield Static("", id="section-help", markup=False)
             yield VerticalScroll(id="form")
@@ -74,6 +78,10 @@ class SettingsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#sections").border_title = "tables"
         self.show_sections(0)
+
+    def on_resize(self, event) -> None:
+        """The table list widens with the terminal (issue 20 item 15): 22 columns at 80, up to 40."""
+        self.styles.grid_columns = f"{max(22, min(40, event.size.width // 5))} 1fr"
 
     def on_screen_resume(self) -> None:
         # The Author screen or a reload may have changed the file: show it as it is now.
@@ -90,15 +98,46 @@ class SettingsScreen(Screen):
 
     # -- the table list ---------------------------------------------------------
 
+    def visible(self, found: list[Section]) -> list[Section]:
+        """The tables whose title holds the filter's text (all of them without one)."""
+        text = self.query_one("#sections-filter", Input).value.strip().lower()
+        return [section for section in found if text in section.title.lower()] if text else found
+
     def show_sections(self, highlight: int) -> None:
-        self.sections = sections(self.app.project_file)
+        self.sections = self.visible(sections(self.app.project_file))
         picker = self.query_one("#sections", OptionList)
         picker.set_options([Option(Content(section.title)) for section in self.sections])
-        highlight = min(highlight, len(self.sections) - 1)
+        picker.border_subtitle = f"{len(self.sections)} shown" if self.query_one("#sections-filter", Input).value else ""
+        if not self.sections:
+            return
+        highlight = max(0, min(highlight, len(self.sections) - 1))
         if picker.highlighted == highlight:
             self.show_form(self.sections[highlight])
         picker.highlighted = highlight
         self.show_problems()
+
+    @on(Input.Changed, "#sections-filter")
+    def filter_changed(self) -> None:
+        """Keep the table being edited selected when it is still shown."""
+        self.show_sections(self.index_of(self.section, self.visible(sections(self.app.project_file))))
+
+    @staticmethod
+    def index_of(section: Section | None, shown: list[Section]) -> int:
+        """Where `section` (by its place in the file) is in `shown`; 0 when it is not there."""
+        paths = [found.path for found in shown]
+        return paths.index(section.path) if section is not None and section.path in paths else 0
+
+    @on(Input.Submitted, "#sections-filter")
+    def filter_submitted(self) -> None:
+        self.query_one("#sections").focus()
+
+    def action_filter(self) -> None:
+        self.query_one("#sections-filter", Input).focus()
+
+    def key_escape(self) -> None:
+        if self.query_one("#sections-filter", Input).has_focus:
+            self.query_one("#sections-filter", Input).value = ""
+            self.query_one("#sections").focus()
 
     @on(OptionList.OptionHighlighted, "#sections")
     def section_picked(self, event: OptionList.OptionHighlighted) -> None:
@@ -160,7 +199,11 @@ class SettingsScreen(Screen):
     def rename_sections(self) -> None:
         """An operation or stage was renamed: new titles, and the keys its problems name."""
         picker = self.query_one("#sections", OptionList)
-        self.sections = sections(self.app.project_file)
+        renamed = self.visible(sections(self.app.project_file))
+        if len(renamed) != picker.option_count:  # the new name left (or joined) the filtered list
+            self.show_sections(self.index_of(self.section, renamed))
+            return
+        self.sections = renamed
         for index, section in enumerate(self.sections):
             picker.replace_option_prompt_at_index(index, Content(section.title))
         if picker.highlighted is not None:
@@ -203,6 +246,7 @@ class SettingsScreen(Screen):
             number += 1
         index = project_file.add_item(array, f"{stem}{number}")
         self.app.revalidate_project()
+        self.query_one("#sections-filter", Input).value = ""  # the new one is shown and selected
         self.show_sections(next(i for i, section in enumerate(sections(project_file))
                                 if section.path == (array, index)))
         self.notify(f"added {array[:-1]} {stem}{number} (unsaved); rename it in its `name` field")
