@@ -207,9 +207,11 @@ def _load_weights(config: ModelConfig, project_dir: Path | None, name: str, devi
                           ".save_pretrained(folder, safe_serialization=True)` in a Python you trust, or set "
                           "`model.safetensors_only = false` if you trust the folder")
     try:
+        # use_kernels=False: transformers 5.25 swaps layers for kernels fetched from the hub by default
+        # (on `.train()` too). Labels must come from the model as written, and a run must not need the hub.
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=not pickle_only, trust_remote_code=config.trust_remote_code,
-            **({"device_map": device_map} if device_map else {}))
+            use_kernels=False, **({"device_map": device_map} if device_map else {}))
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else ""
         raise EngineError(f"`model.name` = {config.name!r}: could not load {source} ({type(error).__name__}: {message}). "

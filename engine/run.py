@@ -39,6 +39,7 @@ from engine.models import device_map_problem, load_model, load_tokenizer
 from engine.runs.processes import any_process, check_shared_folder, dead_ranks, gathered, process_state, shared, whoami
 from engine.runs.resume import project_for_resume
 from engine.project.sources import load_inputs
+from engine.evaluation.eval_journal import EvalJournal
 from engine.evaluation.stage_eval import evaluate_stage, overwrite_matrix
 from engine.teacher.cache_lock import teacher_cache_lock
 from engine.teacher.teacher_pass import cache_key, teacher_pass
@@ -228,13 +229,15 @@ def evaluate_and_save_stage(project: Project, index: int, layout: RunLayout, inp
     """Evaluate a stage and write its metrics and samples (the stage's metrics file marks it finished)."""
     stage = project.stages[index]
     teacher_weights = previous if stage.teacher == "previous" else None
+    journal = EvalJournal(layout.stage_dir(stage))  # a stop keeps the decoded batches; a resume continues them
     metrics, samples, seconds = evaluate_stage(project, index, inputs, layout.student_dir(stage), previous,
-                                               teacher_weights, events, baselines, teacher_memo, stop_requested)
+                                               teacher_weights, events, baselines, teacher_memo, stop_requested, journal)
     rows = samples if project.combined else [
         {key: value for key, value in row.items() if key not in ("stage_name", "operation")} for row in samples]
     atomic.write_text(layout.stage_samples(stage), "".join(json.dumps(row) + "\n" for row in rows))
     figures = {"operations": metrics, "eval_seconds": seconds} if project.combined else {**metrics["main"], "eval_seconds": seconds}
     atomic.write_text(layout.stage_metrics(stage), json.dumps(figures, indent=2))  # last: marks the stage finished
+    journal.finish()
     return metrics
 
 

@@ -8,6 +8,8 @@ input's label, or the teacher's answer (`eval.reference`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import unicodedata
@@ -39,21 +41,31 @@ class Decoded:
 
 def decode(project: Project, model, tokenizer, inputs: list[dict], template: str,
            extractor: Extractor | None = None, keep_logits: bool = False, on_batch=None,
-           rendering: int = 0) -> list[Decoded]:
+           rendering: int = 0, journal=None, journal_name: str = "") -> list[Decoded]:
     """Greedy outputs with the `template` ("teacher" or "student") prompt; answers via `extractor` or directly.
 
     `rendering` picks one prompt of a teacher ensemble (0 is the one the teacher pass samples from).
     `on_batch(done, total)` is called after each batch (progress, and the place a stop request is honoured).
+    With a `journal` (engine/evaluation/eval_journal.py), each finished batch is kept under
+    `journal_name`, and batches kept by an earlier, stopped evaluation are not decoded again.
     """
     if template == "teacher":
         prompts = [teacher_prompt(project, tokenizer, example, rendering) for example in inputs]
     else:
         prompts = [student_prompt(project, tokenizer, example) for example in inputs]
     max_new_tokens = project.eval.max_new_tokens or project.generate.max_new_tokens
+    kept = None
+    if journal is not None:
+        kept = journal.decode(journal_name, {
+            "weights": str(getattr(model.config, "_name_or_path", "")), "template": template,
+            "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(), "batch_size": project.eval.batch_size,
+            "max_batch_tokens": project.generate.max_batch_tokens, "max_new_tokens": max_new_tokens,
+            "stop": list(project.generate.stop), "reuse_prefix": project.generate.reuse_prefix})
     generated = generate_all(model, tokenizer, prompts, batch_size=project.eval.batch_size,
                              max_batch_tokens=project.generate.max_batch_tokens, which=template,
                              max_new_tokens=max_new_tokens, temperature=0.0, stops=project.generate.stop,
-                             on_batch=on_batch, reuse_prefix=project.generate.reuse_prefix)
+                             on_batch=on_batch, reuse_prefix=project.generate.reuse_prefix,
+                             finished_batch=kept.load if kept else None, on_batch_done=kept.save if kept else None)
     decoded = []
     for prompt, output in zip(prompts, generated):
         span = None

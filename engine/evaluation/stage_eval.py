@@ -23,6 +23,7 @@ from engine.project.schema import Project
 from engine.errors import StopRequested
 from engine.evaluation.evaluate import Decoded, answer_kl, decode, mean, references_for, sample_entry, score
 from engine.evaluation.ensemble_decode import decode_ensemble
+from engine.evaluation.eval_journal import EvalJournal
 from engine.evaluation.examples_baseline import read_selection
 from engine.teacher.extractors import Extractor
 from engine.models import load_model
@@ -46,14 +47,19 @@ def loaded(project: Project, path: Path | None):
 
 def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path, previous: Path | None,
                    teacher_weights: Path | None, events, baselines: dict[str, str] | None = None,
-                   teacher_memo: dict | None = None, stop_requested=lambda: False):
+                   teacher_memo: dict | None = None, stop_requested=lambda: False, journal: EvalJournal | None = None):
     """({operation: metrics}, sample rows, seconds) for stage `index`.
 
     `teacher_memo` (one dict per run) keeps the teacher's outputs between stages: the
     base teacher scores an operation the same way after every stage. `stop_requested`
-    is checked after every batch (a stopped evaluation is redone whole on resume).
+    is checked after every batch; with a `journal`, the batches decoded before a stop
+    are kept and a resume decodes only the rest.
     """
     teacher_memo = {} if teacher_memo is None else teacher_memo
+
+    def journaled(name: str) -> dict:
+        """decode()'s journal arguments for the decode `name`."""
+        return {"journal": journal, "journal_name": name} if journal is not None else {}
 
     def progress(which: str):
         started = time.time()
@@ -78,6 +84,9 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         events.emit("eval", stage="eval", which=which, metrics=metrics)
 
     teacher, shown, references, results = {}, {}, {}, {name: {} for name in names}
+    if journal is not None and journal.kept_batches():
+        events.emit("status", stage="eval", message=f"continuing the evaluation stopped earlier: "
+                    f"{journal.kept_batches()} batches decoded before the stop are kept")
     events.emit("status", stage="eval", message=f"evaluating the teacher on {sum(map(len, held_out.values()))} held-out inputs")
     with loaded(project, teacher_weights) as (model, tokenizer):
         for name in names:
@@ -86,7 +95,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             if key not in teacher_memo:
                 # answer_kl needs the teacher's logits at its answer: the most direct test of distillation.
                 teacher_memo[key] = decode(views[name], model, tokenizer, held_out[name], "teacher",
-                                           extractors[name], keep_logits=True, on_batch=progress("teacher"))
+                                           extractors[name], keep_logits=True, on_batch=progress("teacher"),
+                                           **journaled(f"teacher-{name}"))
             teacher[name] = shown[name] = teacher_memo[key]
             if views[name].teacher.ensemble > 1:
                 # The teacher row of an ensemble is its greedy decode from the averaged distribution (B.5);
@@ -101,7 +111,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             announce("teacher", name, results[name]["teacher"])
             if views[name].teacher.ensemble > 1:
                 results[name].update(single_teachers(views[name], model, tokenizer, held_out[name], references[name],
-                                                     extractors[name], teacher[name], teacher_memo, key, progress))
+                                                     extractors[name], teacher[name], teacher_memo, key, progress,
+                                                     lambda rendering, name=name: journaled(f"teacher{rendering}-{name}")))
                 announce("teacher_single_mean", name, results[name]["teacher_single_mean"])
 
         events.set_scope(stage.name, None)
@@ -112,7 +123,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             for name in names:
                 events.set_scope(stage.name, name)
                 before[name] = decode(views[name], start_model, tokenizer, held_out[name], "student",
-                                      on_batch=progress("student_before"))
+                                      on_batch=progress("student_before"), **journaled(f"before-{name}"))
                 results[name]["student_before"] = _score(views[name], before[name], references[name], held_out[name])
                 per_input_before[name] = []
                 kl_before[name] = answer_kl(views[name], start_model, tokenizer, held_out[name], teacher[name],
@@ -126,7 +137,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         for name in names:
             events.set_scope(stage.name, name)
             view = views[name]
-            after[name] = decode(view, model, tokenizer, held_out[name], "student", on_batch=progress("student_after"))
+            after[name] = decode(view, model, tokenizer, held_out[name], "student", on_batch=progress("student_after"),
+                                 **journaled(f"after-{name}"))
             results[name]["student_after"] = _score(view, after[name], references[name], held_out[name])
             per_input_after[name] = []
             results[name]["answer_kl"] = {"before": kl_before[name],
@@ -136,7 +148,8 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
             if view.eval.teacher_template_for_student:
                 # How much of the prompted skill (e.g. the scratch-pad) the student keeps (paper 3.3).
                 kept[name] = decode(view, model, tokenizer, held_out[name], "teacher", extractors[name],
-                                    on_batch=progress("student_after_teacher_template"))
+                                    on_batch=progress("student_after_teacher_template"),
+                                    **journaled(f"after-teacher-template-{name}"))
                 results[name]["student_after_teacher_template"] = _score(view, kept[name], references[name], held_out[name])
                 announce("student_after_teacher_template", name, results[name]["student_after_teacher_template"])
 
@@ -145,7 +158,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
         events.set_scope(stage.name, name)
         events.emit("status", stage="eval", message=f"evaluating the {method} baseline")
         with loaded(project, Path(folder)) as (model, tokenizer):
-            outputs = decode(views[name], model, tokenizer, held_out[name], "student")
+            outputs = decode(views[name], model, tokenizer, held_out[name], "student", **journaled(f"baseline-{method}-{name}"))
         results[name][f"baseline_{method}"] = _score(views[name], outputs, references[name], held_out[name])
         results[name]["baselines_budget"] = project.baselines.budget
         if read_selection(Path(folder)) is not None:  # the examples baseline's epoch and learning rate (B.5)
@@ -172,7 +185,7 @@ def evaluate_stage(project: Project, index: int, inputs: dict, student_dir: Path
 
 
 def single_teachers(view: Project, model, tokenizer, held_out: list[dict], references: list[str], extractor,
-                    first: list[Decoded], teacher_memo: dict, key: tuple, progress) -> dict:
+                    first: list[Decoded], teacher_memo: dict, key: tuple, progress, journaled=lambda rendering: {}) -> dict:
     """Prompts of a teacher ensemble scored alone, and their mean (paper hypothesis 5: under
     simultaneous distillation no single teacher bounds the student). Prompt 0 is `first`; the
     teacher row is the ensemble's own greedy decode (engine/evaluation/ensemble_decode.py).
@@ -186,7 +199,8 @@ def single_teachers(view: Project, model, tokenizer, held_out: list[dict], refer
         memo_key = key + (rendering,)
         if memo_key not in teacher_memo:
             teacher_memo[memo_key] = decode(view, model, tokenizer, held_out, "teacher", extractor,
-                                            on_batch=progress(f"teacher_{rendering}"), rendering=rendering)
+                                            on_batch=progress(f"teacher_{rendering}"), rendering=rendering,
+                                            **journaled(rendering))
         singles.append(_score(view, teacher_memo[memo_key], references, held_out))
     mean_scores = {metric: round(sum(single[metric] for single in singles) / len(singles), 4) for metric in singles[0]}
     return {"teacher_singles": singles, "teacher_single_mean": mean_scores, "teacher_singles_renderings": renderings}

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     folder = resolve_toy_model(args.model) or args.model
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_kernels=False)
     # Seeds as in pretrain.py's final evaluation.
     print(f"instructed greedy: {_fmt(evaluate(model, tokenizer, args.n, seed=123_456))}", flush=True)
     shots = tuple(args.shots)

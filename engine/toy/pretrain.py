@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.init is not None:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(args.init, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(args.init, dtype=torch.float32, use_kernels=False)
     else:
         model = build_toy_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
                                 num_heads=args.heads)

@@ -78,6 +78,50 @@ def test_a_stop_in_the_teacher_pass_keeps_finished_batches(tmp_path, char_model_
     same_metrics(run_dir, uninterrupted)
 
 
+def test_a_stop_in_the_evaluation_continues_where_it_stopped(tmp_path, char_model_dir, monkeypatch):
+    """Issue 20 item 18: the batches decoded before the stop are not decoded again, and the scores
+    are the uninterrupted evaluation's."""
+    import engine.teacher.generation as generation
+
+    def small_eval_batches(folder: Path) -> Path:
+        project = project_with_small_batches(folder, char_model_dir, eval_count=8)  # 4 batches of 2 per decode
+        text = (project / "project.toml").read_text()
+        (project / "project.toml").write_text(text.replace("reference = \"label\"\nbatch_size = 16",
+                                                           "reference = \"label\"\nbatch_size = 2"))
+        return project
+
+    whole_project = small_eval_batches(tmp_path / "whole")
+    assert main(["run", str(whole_project), "--quiet"]) == 0
+    (whole,) = (whole_project / "runs").iterdir()
+
+    project = load_project(small_eval_batches(tmp_path / "p"))
+    run_dir = new_run_dir(project)
+
+    def stop_in_the_students_evaluation(event):
+        if event["type"] == "progress" and event["stage"] == "eval" and event.get("which") == "student_after" \
+                and event["step"] >= 4:
+            (run_dir / STOP_FILE).touch()
+
+    assert run(project, run_dir, listeners=[stop_in_the_students_evaluation]) is None
+    assert read_events(run_dir / "events.jsonl")[-1]["status"] == "stopped"
+    kept = run_dir / "eval-progress"
+    assert len(list((kept / "after-main").glob("batch-*.pt"))) == 2
+    assert len(list((kept / "teacher-main").glob("batch-*.pt"))) == len(list((kept / "before-main").glob("batch-*.pt")))
+
+    decoded_batches = []
+    real_generate_batch = generation.generate_batch
+    monkeypatch.setattr(generation, "generate_batch",
+                        lambda model, tokenizer, prompts, **options: decoded_batches.append(len(prompts))
+                        or real_generate_batch(model, tokenizer, prompts, **options))
+    lines = len(read_events(run_dir / "events.jsonl"))
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    resumed = read_events(run_dir / "events.jsonl")[lines:]
+    assert any(event.get("message", "").startswith("continuing the evaluation stopped earlier") for event in resumed)
+    assert decoded_batches == [2, 2]  # only the student's last two batches were decoded again
+    assert not kept.exists()
+    same_metrics(run_dir, whole)
+
+
 def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, char_model_dir, uninterrupted):
     project = load_project(project_with_small_batches(tmp_path / "p", char_model_dir))
     run_dir = new_run_dir(project)

@@ -108,3 +108,11 @@ def test_auto_is_bfloat16_on_a_cuda_card_that_has_it(char_model_dir):
     model, _ = load_model(ModelConfig(name=str(char_model_dir), device="cuda", dtype="auto"))
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     assert next(model.parameters()).dtype == expected
+
+
+def test_a_model_loads_without_hub_kernels_also_once_in_training_mode(char_model_dir):
+    """transformers 5.25 turns hub kernels on by default and re-kernelizes on `.train()`: a layer
+    swapped for a downloaded kernel would change the teacher's labels and need the hub."""
+    model, _ = load_model(ModelConfig(name=str(char_model_dir), device="cpu"))
+    model.train()
+    assert getattr(model, "use_kernels", False) is False and getattr(model, "kernels_mode", None) is None
