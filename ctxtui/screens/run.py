@@ -40,7 +40,7 @@ STOP_TAKES_EFFECT = {
     "setup": "when setup ends",
     "teacher": "after the current teacher batch (finished batches are kept for the resume)",
     "train": "after the current step, with a checkpoint",
-    "eval": "after the current evaluation batch",
+    "eval": "after the current evaluation batch (finished batches are kept for the resume)",
 }
 
 
