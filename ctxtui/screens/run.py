@@ -76,6 +76,7 @@ class RunScreen(Screen):
         self.status = "no run"
         self.logged = 0  # events written to the log pane
         self.planned: list[stages.PlannedStage] = []
+        self.plan_is_final = True  # the plan came from the run folder (or there is no run): no need to read it again
         self.matrix_shown = False  # a staged run's results: the overwrite matrix instead of the summary (m)
 
     def compose(self) -> ComposeResult:
@@ -167,7 +168,7 @@ class RunScreen(Screen):
         self.query_one("#run-log", FollowLog).clear()
         self.query_one("#eval-row").display = False
         self.seen_alive = self.alive
-        self.planned = stages.planned_stages(self.watched)
+        self.read_plan()
         seed = sweeps.seed_label(self.watched)  # a member of a sweep: "seed 2/3"
         # A staged run's stage list names each stage's policy; a single run's title does.
         used = "" if self.planned else policy.policy_label(policy.run_distill(self.watched))
@@ -183,6 +184,14 @@ class RunScreen(Screen):
         self.refresh_bindings()
         self.query_one("#run-savings", Static).update("")
         self.tail(self.watched)
+
+    def read_plan(self) -> None:
+        """The watched run's stages from its project.toml; a run just launched has none yet (the
+        engine writes it once started), so until then the loaded project's, and read again later."""
+        self.plan_is_final = (self.watched / "project.toml").exists()
+        launched_here = self.app.project is not None and self.watched.parent.resolve() == (self.app.project_dir / "runs").resolve()
+        self.planned = (stages.planned_stages(self.watched) if self.plan_is_final or not launched_here
+                        else stages.project_stages(self.app.project))
 
     def tail(self, run_dir: Path) -> None:
         self.run_worker(lambda: self._tail(run_dir), thread=True, exclusive=True, group="tail")
@@ -218,6 +227,8 @@ class RunScreen(Screen):
         self.status = runner.effective_status(state, self.alive)
         if state.command and not self.query_one("#run-command", Static).content:
             self.query_one("#run-command", Static).update(f"$ {state.command}")
+        if not self.plan_is_final:
+            self.read_plan()
         self.show_stage()
         self.show_curves()
         self.show_message()

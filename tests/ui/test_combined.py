@@ -314,3 +314,26 @@ name = "second"
     assert [stage.policy for stage in planned] == ["off", "mixed"]
     first, second = stage_lines(planned, {}).plain.splitlines()
     assert "policy" not in first and second.endswith("trains a · mixed-policy")
+
+
+async def test_a_run_launched_a_moment_ago_shows_its_stages_before_and_after_its_project_toml(combined_dir, live_pid):
+    """Seen in tmux on task-ids: at launch the run folder has no project.toml yet (the engine writes
+    it once started), so the stage list stayed hidden for the whole run."""
+    events = combined_events()
+    run_dir = write_combined_run(combined_dir, events=events[:1])
+    launched = (run_dir / "project.toml").read_text()
+    (run_dir / "project.toml").unlink()
+    (run_dir / "pid").write_text(f"{live_pid}\n")
+    app = CtxApp(combined_dir, start_mode="run")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.watched == run_dir)
+        await pilot.pause()
+        assert screen.query_one("#run-stages").display  # from the loaded project, for now
+        assert text_of(app, "#run-stages").splitlines()[1].startswith("· 2 second  waiting")
+        (run_dir / "project.toml").write_text(launched.replace('name = "second"', 'name = "later"'))
+        with open(run_dir / "events.jsonl", "a") as file:
+            file.write("".join(json.dumps(e) + "\n" for e in events[1:3]))
+        await wait_for(pilot, lambda: screen.state.step == 4)
+        assert screen.plan_is_final and "2 later" in text_of(app, "#run-stages")  # the run's own plan, once written
+        assert text_of(app, "#run-stage") == "stage 1/2 · first · teacher (upper) 4/8"
