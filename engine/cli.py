@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return command_init(args)
         except EngineError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print_error(f"error: {error}")
             return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from engine.quiet import VERBOSE_ENV, quiet_libraries
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print_error(f"error: {error}")
         from engine.runs.launcher import report_error
 
         report_error(f"error: {error}")  # under torchrun, its failure report ends with this line again
@@ -101,13 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         if args.debug or error.errno not in DISK_ERRORS:
             raise
-        print(f"error: {disk_message(error, args)}", file=sys.stderr)
+        print_error(f"error: {disk_message(error, args)}")
         from engine.runs.launcher import report_error
 
         report_error(f"error: {disk_message(error, args)}")
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def print_error(line: str) -> None:
+    """One write for the line and its newline: under torchrun every process prints its error to one pipe,
+    and Python's stderr writes through, so `print` would let another process's line land between the two."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 # A full, read-only or forbidden disk, or a path through a file: the user's to fix, never a traceback.

@@ -35,3 +35,23 @@ def test_progress_printer_draws_from_events():
     out = stream.getvalue()
     assert "[teacher] teacher generating 8 outputs" in out
     assert "4/4 steps" in out and "loss 1.5000" in out and "#" * 30 in out
+
+
+class WriteRecorder(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_an_error_line_is_one_write_so_processes_sharing_a_pipe_never_run_two_lines_together(tmp_path, monkeypatch):
+    from engine.cli import main
+
+    recorder = WriteRecorder()
+    monkeypatch.setattr("sys.stderr", recorder)
+    assert main(["check", str(tmp_path / "no-such-project")]) == 2
+    (error_write,) = [text for text in recorder.writes if text.startswith("error: ")]
+    assert error_write.endswith("\n") and "no project.toml here" in error_write  # the whole message, newline and all
