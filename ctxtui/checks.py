@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jinja2
 
+from ctxtui.imports import HEAVY_IMPORTS
+
 
 def project_templates(project) -> list[tuple[str, str]]:
     """(where, template text) of every teacher and student template the project runs."""
@@ -55,6 +57,11 @@ def engine_check(project) -> tuple[list[str], list[str]]:
     missing option of an inherited input function is caught here, not at the run's
     setup. Slow the first time (imports): call it from a thread.
     """
+    with HEAVY_IMPORTS:  # it imports the model code and runs the project's tasks.py: never beside the preview's load
+        return checked_under_lock(project)
+
+
+def checked_under_lock(project) -> tuple[list[str], list[str]]:
     from engine.checks import check_project, project_warnings
     from engine.errors import ConfigError, EngineError
 

@@ -24,9 +24,10 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from ctxtui.imports import HEAVY_IMPORTS
 from ctxtui.messages import EnsemblePromptsRendered, ProjectChecked, PromptTokensCounted, SampleInputsLoaded
 from ctxtui.project_file import EXTRACT_KINDS
-from ctxtui.widgets.preview_pane import HEAVY_IMPORTS, PreviewPane
+from ctxtui.widgets.preview_pane import PreviewPane
 from ctxtui.widgets.template_editor import TemplateEditor
 from ctxtui.widgets.key_footer import KeyFooter
 from engine.errors import TemplateError

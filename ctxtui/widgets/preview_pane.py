@@ -19,17 +19,12 @@ from textual.widgets import Select, Static
 from textual.worker import get_current_worker
 
 from ctxtui import saved_models
+from ctxtui.imports import HEAVY_IMPORTS
 from ctxtui.messages import (EnsemblePromptsRendered, PreviewFailed, PreviewModelLoaded, PromptTokensCounted,
                              StudentOutputReady, TeacherGenerationFinished, TeacherTextStreamed)
 
 PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
 SAVED_MODELS_POLL_S = 3.0  # how often the picker looks for newly saved students and checkpoints
-
-# transformers' lazy module is not safe to import from two threads at once (seen as
-# "cannot import name 'AutoModelForCausalLM'"); the workers that may first import it
-# (the model loader, and a project's tasks.py) take turns.
-HEAVY_IMPORTS = threading.Lock()
-
 
 def verdict(answer: str | None, label: str | None) -> tuple[str, str]:
     """(text, css class) for an answer checked against the input's label."""
