@@ -31,8 +31,10 @@ POLICIES = ("off", "on", "mixed")
 
 def with_policy(project, policy: str, steps: int):
     distill = dataclasses.replace(project.distill, policy=policy, max_steps=steps, epochs=0)
-    return dataclasses.replace(project, distill=distill, stages=tuple(dataclasses.replace(stage, distill=distill)
-                                                                      for stage in project.stages))
+    # Only the distillation is compared: a project's supervised baselines (addition's scdir, sc+dir) are left out.
+    baselines = dataclasses.replace(project.baselines, methods=[])
+    return dataclasses.replace(project, distill=distill, baselines=baselines,
+                               stages=tuple(dataclasses.replace(stage, distill=distill) for stage in project.stages))
 
 
 def teacher_pass_tokens(run_dir: Path, fraction: float) -> int:
