@@ -93,18 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as error:
         if args.debug:
             raise
-        print_error(f"error: {error}")
-        from engine.runs.launcher import report_error
-
-        report_error(f"error: {error}")  # under torchrun, its failure report ends with this line again
+        report(f"error: {error}")
         return 2
     except OSError as error:
         if args.debug or error.errno not in DISK_ERRORS:
             raise
-        print_error(f"error: {disk_message(error, args)}")
-        from engine.runs.launcher import report_error
-
-        report_error(f"error: {disk_message(error, args)}")
+        report(f"error: {disk_message(error, args)}")
         return 2
     except KeyboardInterrupt:
         return 130
@@ -115,6 +109,14 @@ def print_error(line: str) -> None:
     and Python's stderr writes through, so `print` would let another process's line land between the two."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def report(line: str) -> None:
+    """The error line on stderr and, under torchrun, at the end of its failure report too."""
+    from engine.runs.launcher import report_error
+
+    print_error(line)
+    report_error(line)
 
 
 # A full, read-only or forbidden disk, or a path through a file: the user's to fix, never a traceback.

@@ -26,6 +26,7 @@ from ctxtui.messages import (EnsemblePromptsRendered, PreviewFailed, PreviewMode
 PREVIEW_DELAY_S = 0.25  # let a burst of keystrokes settle before generating
 SAVED_MODELS_POLL_S = 3.0  # how often the picker looks for newly saved students and checkpoints
 
+
 def verdict(answer: str | None, label: str | None) -> tuple[str, str]:
     """(text, css class) for an answer checked against the input's label."""
     if label is None:
