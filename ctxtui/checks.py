@@ -83,7 +83,7 @@ def known_model_names(project_dir: Path | None) -> list[str]:
     import engine.toy
     from huggingface_hub import constants
 
-    names = list(getattr(engine.toy, "_TOY_MODELS", {}))  # toy-base, toy-icl
+    names = list(getattr(engine.toy, "_TOY_MODELS", {}))  # toy-base, toy-icl, toy-learner
     try:
         names += [entry.name.removeprefix("models--").replace("--", "/")
                   for entry in Path(constants.HF_HUB_CACHE).iterdir() if entry.name.startswith("models--")]

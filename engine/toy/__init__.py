@@ -6,6 +6,9 @@ see its TRAINING.md. It lets the whole workbench run offline in minutes.
 letter-substitution key up in the worked examples of its prompt (the few-shot and
 long-context sample projects); engine/toy/TRAINING.md has the formats, the recipe
 and what was measured.
+`toy-learner/` is toy-base continued on episodes of string transformations
+(`build_toy_learner.sh`, `transforms.py`): it infers which transformation its
+worked examples show, and applies it (the few-shot and explanations-toy projects).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from engine.toy.tokenizer import build_char_tokenizer
 
 TOY_BASE_DIR = Path(__file__).parent / "toy-base"
 TOY_ICL_DIR = Path(__file__).parent / "toy-icl"
+TOY_LEARNER_DIR = Path(__file__).parent / "toy-learner"
 
 # Names that resolve to a model folder shipped inside the package.
-_TOY_MODELS = {"toy-base": TOY_BASE_DIR, "toy-icl": TOY_ICL_DIR}
+_TOY_MODELS = {"toy-base": TOY_BASE_DIR, "toy-icl": TOY_ICL_DIR, "toy-learner": TOY_LEARNER_DIR}
 
 
 def resolve_toy_model(name: str) -> Path | None:
@@ -27,5 +31,5 @@ def resolve_toy_model(name: str) -> Path | None:
     return _TOY_MODELS.get(name)
 
 
-__all__ = ["TOY_BASE_DIR", "TOY_ICL_DIR", "build_char_tokenizer", "build_toy_model", "resolve_toy_model",
+__all__ = ["TOY_BASE_DIR", "TOY_ICL_DIR", "TOY_LEARNER_DIR", "build_char_tokenizer", "build_toy_model", "resolve_toy_model",
            "toy_llama_config"]

@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig
 
-from engine.toy import tasks
+from engine.toy import tasks, transforms
+from engine.toy.decode import exact as _exact, generate
+from engine.toy.learner_report import evaluate_transforms, write_learner_training_md
 from engine.toy.model import build_toy_model
 from engine.toy.tokenizer import build_char_tokenizer
 
@@ -83,8 +85,11 @@ ICL_MIXTURE: dict[tuple, float] = {
     ("fewshot", "instruction", 2, 10): 0.3,
     ("fewshot", "substitution", 2, 14): 0.5,
 }
+# toy-learner's (engine/toy/transforms.py): episodes of 1-9 worked examples of one
+# held-in string transformation, a third of them after the rule line that names it.
+TRANSFORMS_MIXTURE: dict[tuple, float] = {("transforms", 1, 9, 1 / 3): 1.0}
 MIXTURES = {"base": MIXTURE, "lookup-warmup": LOOKUP_WARMUP_MIXTURE, "substitution": SUBSTITUTION_MIXTURE,
-            "icl": ICL_MIXTURE}
+            "icl": ICL_MIXTURE, "transforms": TRANSFORMS_MIXTURE}
 
 
 def fewshot_sequence(rng: random.Random, family: str, least: int = 2, most: int = 10) -> str:
@@ -119,6 +124,16 @@ def encode_example(rng: random.Random, tokenizer, mixture: dict[tuple, float] = 
     """One mixture example as (input ids, labels); labels are -100 on the prompt,
     so the loss covers only completion + EOS."""
     kind = rng.choices(list(mixture), weights=list(mixture.values()))[0]
+    if kind[0] == "transforms":
+        least, most, rule_share = kind[1:]
+        pieces = transforms.episode(rng, rng.choice(transforms.HELD_IN), rng.randint(least, most),
+                                    with_rule=rng.random() < rule_share)
+        ids, labels = [], []
+        for text, trained in pieces:
+            piece = tokenizer(text, add_special_tokens=False).input_ids
+            ids += piece
+            labels += piece if trained else [-100] * len(piece)
+        return ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
     prompt, completion = sample_example(rng, kind)
     p = tokenizer(prompt, add_special_tokens=False).input_ids
     c = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
@@ -156,24 +171,6 @@ def length_bucketed_batches(rng: random.Random, tokenizer, batch_size: int,
 
 
 # --- evaluation --------------------------------------------------------------
-
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int,
-             temperature: float = 0.0, batch_size: int = 100) -> list[str]:
-    """Decode completions (greedy when temperature == 0), cut at EOS."""
-    tokenizer.padding_side = "left"
-    outs = []
-    for i in range(0, len(prompts), batch_size):
-        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-        kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
-            if temperature > 0 else {"do_sample": False}
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, **kwargs)
-        outs += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
-    return outs
-
 
 def evaluate(model, tokenizer, n: int, seed: int, temperature: float = 0.0) -> dict[str, float]:
     """Exact-match accuracy per task on n fresh examples each (own seeded RNG)."""
@@ -229,11 +226,6 @@ def evaluate_icl(model, tokenizer, n: int, seed: int, shots: tuple[int, ...] = (
                                           for o, r in zip(outs, rows)) / n
     model.train()
     return results
-
-
-def _exact(outs: list[str], targets: list[str]) -> float:
-    # Generation may stop at EOS right after the final newline or run on; compare the first line.
-    return sum(o.split("\n")[0] == t.split("\n")[0] for o, t in zip(outs, targets)) / len(targets)
 
 
 def _fmt(acc: dict[str, float]) -> str:
@@ -306,6 +298,17 @@ with loss only on completion + EOS.
 
 # --- training ----------------------------------------------------------------
 
+def learning_rate_decay(schedule: str, progress: float) -> float:
+    """The share of the peak learning rate at `progress` (0 to 1) of the run, after warmup."""
+    def cosine(fraction: float) -> float:
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fraction))
+    if schedule == "constant":
+        return 1.0
+    if schedule == "wsd":  # warmup-stable-decay: a long constant phase finds the circuit, the decay sharpens it
+        return 1.0 if progress < 0.8 else cosine((progress - 0.8) / 0.2)
+    return cosine(progress)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -321,8 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                    help="after warmup: cosine down to 10%% of --lr, or constant (toy-icl's lookup phases)")
+    ap.add_argument("--schedule", choices=("cosine", "constant", "wsd"), default="cosine",
+                    help="after warmup: cosine down to 10%% of --lr, constant (toy-icl's lookup phases), or "
+                         "wsd: constant, then cosine down to 10%% over the last 20%% of the run (toy-learner)")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=500)
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         if progress >= 1.0:
             break
         # Linear warmup, then cosine from the peak down to 10% of it (or the peak throughout).
-        decay = 1.0 if args.schedule == "constant" else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        decay = learning_rate_decay(args.schedule, progress)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * decay
         for group in opt.param_groups:
             group["lr"] = lr
@@ -377,9 +381,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"step {step} loss {running / args.log_every:.4f} lr {lr:.2e} "
                   f"{(time.time() - start) / step:.2f}s/step elapsed {elapsed / 60:.1f}m", flush=True)
             running = 0.0
-        if step % args.eval_every == 0:
+        if step % args.eval_every == 0 and args.mixture != "transforms":
             print(f"eval step {step}: {_fmt(evaluate(model, tokenizer, 50, seed=10_000 + step))}", flush=True)
-            if args.mixture != "base":
+        if step % args.eval_every == 0:
+            if args.mixture == "transforms":
+                print(f"eval transforms step {step}: "
+                      f"{_fmt(evaluate_transforms(model, tokenizer, 60, seed=20_000 + step))}", flush=True)
+            elif args.mixture != "base":
                 print(f"eval icl step {step}: {_fmt(evaluate_icl(model, tokenizer, 60, seed=20_000 + step))}",
                       flush=True)
         if time.time() - last_save > args.save_every_minutes * 60:
@@ -389,6 +397,12 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.time() - start
     save(model, tokenizer, args.out)
     print(f"trained {step} steps in {wall / 60:.1f} min; final evaluation...", flush=True)
+    if args.mixture == "transforms":
+        curve = evaluate_transforms(model, tokenizer, args.eval_n, seed=654_321)
+        print(f"final transforms greedy: {_fmt(curve)}", flush=True)
+        write_learner_training_md(args.out, args, argv, step, wall, n_params, curve)
+        print(f"saved to {args.out}", flush=True)
+        return
     # Fixed eval seeds, distinct from the training stream.
     greedy = evaluate(model, tokenizer, args.eval_n, seed=123_456)
     print(f"final greedy: {_fmt(greedy)}", flush=True)
