@@ -72,7 +72,7 @@ held-out tasks ({len(transforms.HELD_OUT)}, never in pretraining): {held_out}
 ## Exact match by number of worked examples ({args.eval_n} prompts per cell, greedy)
 
 Each prompt: K fresh worked examples of a task, then a fresh query (tasks of the set in
-turn); the answer is the first line. K = 0 is the bare student prompt `Input: x\nOutput: `.
+turn); the answer is the first line. K = 0 is the bare student prompt `Input: x\\nOutput: `.
 The last column puts the rule line (`transforms.rule_line`) before the examples.
 
 {transforms_table(curve)}
