@@ -5,8 +5,7 @@ as a scatter over Natural-Instructions tasks; our toy stand-in for "another
 database" or "another task" is another transformation (engine/toy/transforms.py).
 A variant of the project is the project with, for task number i:
 
-- its worked examples (`teacher.vars.examples`, and the two in `inputs.fewshot_prompt`
-  from which the model invents its inputs) drawn afresh for the task with seed i,
+- its worked examples (`teacher.vars.examples`) drawn afresh for the task with seed i,
 - `teacher.vars.task` (the rule line's task, for projects whose template shows it),
 - `inputs.label_function` = `tasks:label_<reorder>_<rewrite>` (tasks.py defines one per task),
 - `inputs.seed` and `distill.seed` = i.
@@ -17,13 +16,16 @@ its metrics.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from pathlib import Path
 
+import tomlkit
+
+from engine.project.loader import project_from_toml_text
 from engine.project.schema import Project
-from engine.toy import tasks, transforms
+from engine.project.writer import project_to_toml
+from engine.toy import transforms
 
 
 def label_function_name(task: transforms.Task) -> str:
@@ -42,19 +44,32 @@ def worked_examples(task: transforms.Task, count: int, seed: int) -> list[dict[s
     return [transforms.example(rng, task) for _ in range(count)]
 
 
-def for_task(project: Project, task: transforms.Task, seed: int, **distill_changes) -> Project:
+def edited(project: Project, changes: dict[str, object]) -> Project:
+    """The project with these dotted keys set (`"teacher.vars.explain": False`), loaded again from its TOML.
+
+    Through the TOML and the loader rather than `dataclasses.replace`: a project's
+    operation holds its own copy of the top-level tables, and the loader is what
+    keeps the two in step (and checks the result)."""
+    if project.combined:
+        raise ValueError(f"{project.name}: a project with [[operations]] or [[stages]] has no single task to vary")
+    document = tomlkit.parse(project_to_toml(project))
+    for dotted, value in changes.items():
+        *tables, key = dotted.split(".")
+        table = document
+        for name in tables:
+            table = table.setdefault(name, tomlkit.table())
+        table[key] = value
+    return project_from_toml_text(project.dir, tomlkit.dumps(document))
+
+
+def for_task(project: Project, task: transforms.Task, seed: int) -> Project:
     """The project for `task`, with its own examples and seeds (see the module docstring)."""
     examples = worked_examples(task, len(project.teacher.vars.get("examples", [])) or 4, seed)
-    teacher = dataclasses.replace(project.teacher, vars={**project.teacher.vars, "examples": examples,
-                                                         "task": transforms.rule_line(task).strip()})
-    inputs = dataclasses.replace(project.inputs, seed=seed, label_function=f"tasks:{label_function_name(task)}")
-    if inputs.source == "fewshot":
-        inputs = dataclasses.replace(inputs, fewshot_prompt="".join(tasks.example_block(e["input"], e["label"])
-                                                                    for e in examples[:2]) + "Input: ")
-    distill = dataclasses.replace(project.distill, seed=seed, **distill_changes)
-    return dataclasses.replace(project, name=f"{project.name}-{transforms.task_name(task)}", teacher=teacher,
-                               inputs=inputs, distill=distill,
-                               stages=tuple(dataclasses.replace(stage, distill=distill) for stage in project.stages))
+    changes = {"name": f"{project.name}-{task[0]}-{task[1]}", "teacher.vars.examples": examples,
+               "teacher.vars.task": transforms.rule_line(task).strip(),
+               "inputs.label_function": f"tasks:{label_function_name(task)}", "inputs.seed": seed,
+               "distill.seed": seed}
+    return edited(project, changes)
 
 
 def run_variant(variant: Project) -> tuple[dict, float, Path]:

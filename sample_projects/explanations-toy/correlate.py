@@ -15,7 +15,6 @@ RESULTS.md beside the project.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.project.loader import load_project  # noqa: E402
 from engine.toy import transforms  # noqa: E402
-from engine.toy.over_tasks import for_task, mean, pearson, run_variant  # noqa: E402
+from engine.toy.over_tasks import edited, for_task, mean, pearson, run_variant  # noqa: E402
 
 # Fixed before any of them was measured: the three held-out compositions (the rule
 # line names parts the model knows, combined as pretraining never showed) and five
@@ -33,16 +32,11 @@ TASKS = ("reverse+shift2", "rotate1+upper", "every2+shift1", "keep+shift2", "rev
          "every2+upper", "keep+upper")
 
 
-def with_explanation(project, explain: bool):
-    return dataclasses.replace(project, teacher=dataclasses.replace(project.teacher,
-                                                                    vars={**project.teacher.vars, "explain": explain}))
-
-
 def measure(project, task_name: str, seed: int) -> dict:
     variant = for_task(project, transforms.parse_task(task_name), seed)
     row = {"task": task_name, "seed": seed, "seconds": 0.0}
     for explain in (True, False):
-        metrics, seconds, _ = run_variant(with_explanation(variant, explain))
+        metrics, seconds, _ = run_variant(edited(variant, {"teacher.vars.explain": explain}))
         side = "with" if explain else "without"
         row[f"teacher_{side}"] = metrics["teacher"]["exact_match"]
         row[f"after_{side}"] = metrics["student_after"]["exact_match"]

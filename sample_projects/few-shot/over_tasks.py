@@ -15,7 +15,6 @@ table to RESULTS.md beside the project.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.project.loader import load_project  # noqa: E402
 from engine.toy import transforms  # noqa: E402
-from engine.toy.over_tasks import for_task, mean, run_variant  # noqa: E402
+from engine.toy.over_tasks import edited, for_task, mean, run_variant  # noqa: E402
 
 # Fixed before any of them was measured: one per reorder, rewrites spread over them.
 TASKS = ("reverse+shift1", "rotate1+keep", "every2+shift2", "keep+shift1", "reverse+upper")
@@ -35,8 +34,7 @@ def measure(project, task_name: str, seed: int) -> dict:
     """The figures of one task: exact match and letters right per column, and what gradient descent chose."""
     variant = for_task(project, transforms.parse_task(task_name), seed)
     paper, paper_seconds, _ = run_variant(variant)
-    tuned_variant = dataclasses.replace(variant, baselines=dataclasses.replace(variant.baselines, budget="equal-compute"))
-    tuned, tuned_seconds, _ = run_variant(tuned_variant)
+    tuned, tuned_seconds, _ = run_variant(edited(variant, {"baselines.budget": "equal-compute"}))
     figures = {column: paper[column] for column in COLUMNS[:-1]}
     figures["baseline_examples_tuned"] = tuned["baseline_examples"]
     chosen = tuned["baselines_selection"]["examples"]

@@ -3,6 +3,7 @@ sequences, the per-task project variants, and a quick skill check (seconds)."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.project.loader import load_project
 from engine.toy import TOY_BASE_DIR, TOY_ICL_DIR, TOY_LEARNER_DIR, build_char_tokenizer, resolve_toy_model, transforms
-from engine.toy.over_tasks import for_task, labellers, pearson, worked_examples
+from engine.toy.over_tasks import edited, for_task, labellers, pearson, worked_examples
 from engine.toy.pretrain import TRANSFORMS_MIXTURE, encode_example, learning_rate_decay
 from engine.toy.transform_project import labeller, letters_right
 
@@ -96,11 +97,12 @@ def test_a_task_variant_has_its_own_examples_labels_and_seeds():
     # The shipped project is the variant of its task with seed 0.
     assert project.teacher.vars["examples"] == worked_examples(("reverse", "shift1"), 4, 0)
     variant = for_task(project, ("every2", "upper"), 3)
-    assert variant.teacher.vars["examples"] == worked_examples(("every2", "upper"), 4, 3)
-    assert variant.inputs.label_function == "tasks:label_every2_upper"
-    assert variant.inputs.seed == variant.distill.seed == 3
-    first = variant.teacher.vars["examples"][0]
-    assert variant.inputs.fewshot_prompt.startswith(f"Input: {first['input']}\nOutput: {first['label']}\n\n")
+    (operation,) = variant.operations  # what the run reads: the operation's copy of the tables
+    assert operation.teacher.vars["examples"] == variant.teacher.vars["examples"] == \
+        worked_examples(("every2", "upper"), 4, 3)
+    assert operation.inputs.label_function == variant.inputs.label_function == "tasks:label_every2_upper"
+    assert operation.inputs.seed == variant.distill.seed == 3
+    assert edited(variant, {"baselines.budget": "equal-compute"}).baselines.budget == "equal-compute"
     assert load_project(ROOT / "sample_projects" / "few-shot-8").teacher.vars["examples"][:4] == \
         project.teacher.vars["examples"]
 
@@ -127,6 +129,13 @@ def test_over_task_scripts_run_and_write_their_table(script, project, tasks, tmp
     assert ("mean of 1" in results) if project == "few-shot" else ("Pearson's r" in results)
     runs = list((copy / "runs").iterdir())
     assert len(runs) == 2 * len(tasks.split(","))  # two runs per task: budgets, or with and without the rule
+    for seed, task in enumerate(tasks.split(",")):
+        # Each task's runs prompted its teacher with its own examples and scored its own answers.
+        example = worked_examples(transforms.parse_task(task), 1, seed)[0]
+        for run_dir in (copy / "runs").glob(f"*-{task.replace('+', '-')}"):
+            row = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
+            assert f"Input: {example['input']}\nOutput: {example['label']}\n" in row["teacher"]["prompt"]
+            assert row["reference"] == transforms.apply(transforms.parse_task(task), row["input"]["input"])
 
 
 @trained
