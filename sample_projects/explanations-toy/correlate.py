@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.project.loader import load_project  # noqa: E402
 from engine.toy import transforms  # noqa: E402
-from engine.toy.over_tasks import edited, for_task, mean, pearson, run_variant  # noqa: E402
+from engine.toy.over_tasks import edited, for_task, mean, pearson, permutation_p_value, run_variant  # noqa: E402
 
 # Fixed before any of them was measured: the three held-out compositions (the rule
 # line names parts the model knows, combined as pretraining never showed) and five
@@ -57,9 +57,12 @@ def table(rows: list[dict]) -> str:
                      f"{row['teacher_with']:.3f} | **{row['teacher_gain']:+.3f}** | {row['after_without']:.3f} / "
                      f"{row['after_with']:.3f} | **{row['student_gain']:+.3f}** | {row['before']:.3f} | "
                      f"{row['seconds']:.0f} s |")
-    r = pearson([row["teacher_gain"] for row in rows], [row["student_gain"] for row in rows])
+    teacher_gains, student_gains = [row["teacher_gain"] for row in rows], [row["student_gain"] for row in rows]
+    r = pearson(teacher_gains, student_gains)
+    p = permutation_p_value(teacher_gains, student_gains)
     lines += ["", f"Pearson's r between the teacher's gain and the student's gain over {len(rows)} tasks: "
-              + ("undefined (one side does not vary)" if r is None else f"**{r:+.2f}**"),
+              + ("undefined (one side does not vary)" if r is None else
+                 f"**{r:+.3f}** (two-sided p = {p:.2g} by exact permutation)"),
               f"Mean gain: teacher {mean([row['teacher_gain'] for row in rows]):+.3f}, "
               f"student {mean([row['student_gain'] for row in rows]):+.3f}; "
               f"wall time {sum(row['seconds'] for row in rows) / 60:.1f} min in all."]

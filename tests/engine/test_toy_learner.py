@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.project.loader import load_project
 from engine.toy import TOY_BASE_DIR, TOY_ICL_DIR, TOY_LEARNER_DIR, build_char_tokenizer, resolve_toy_model, transforms
-from engine.toy.over_tasks import edited, for_task, labellers, pearson, worked_examples
+from engine.toy.over_tasks import edited, for_task, labellers, pearson, permutation_p_value, worked_examples
 from engine.toy.pretrain import TRANSFORMS_MIXTURE, encode_example, learning_rate_decay
 from engine.toy.transform_project import labeller, letters_right
 
@@ -90,6 +90,9 @@ def test_pearson():
     assert pearson([0, 1, 2], [1, 3, 5]) == pytest.approx(1.0)
     assert pearson([0, 1, 2], [5, 3, 1]) == pytest.approx(-1.0)
     assert pearson([0, 1, 2], [1, 1, 1]) is None
+    # 3 points in order: 2 of the 6 pairings are as extreme (the order and its reverse).
+    assert permutation_p_value([0, 1, 2], [1, 3, 5]) == pytest.approx(2 / 6)
+    assert permutation_p_value([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]) == pytest.approx(2 / 720)
 
 
 def test_a_task_variant_has_its_own_examples_labels_and_seeds():
