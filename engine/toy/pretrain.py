@@ -4,8 +4,9 @@
     python -m engine.toy.pretrain --mixture icl --init engine/toy/toy-base --out engine/toy/toy-icl ...
 
 `--mixture base` is toy-base's (instructed tasks, scratch-pad addition);
-`--mixture icl` adds few-shot prompts (engine/toy/TRAINING.md has the formats and
-the exact commands of both models).
+`--mixture icl` adds few-shot prompts; `--mixture transforms` is toy-learner's
+episodes of string transformations (engine/toy/TRAINING.md has the formats and
+the exact commands of the three models).
 
 Readable on purpose: one loop, freshly generated examples every step (no
 dataset to store, no epoch to overfit), loss only on the completion (the
