@@ -16,14 +16,16 @@ its metrics.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
+import sys
 import time
 from pathlib import Path
 
 import tomlkit
 
-from engine.project.loader import project_from_toml_text
+from engine.project.loader import load_project, project_from_toml_text
 from engine.project.schema import Project
 from engine.project.writer import project_to_toml
 from engine.toy import transforms
@@ -103,3 +105,24 @@ def permutation_p_value(xs: list[float], ys: list[float]) -> float | None:
         return None
     rs = [pearson(xs, list(order)) for order in itertools.permutations(ys)]
     return sum(abs(r) >= abs(observed) - 1e-12 for r in rs) / len(rs)
+
+
+def command_line(description: str, default_project: Path, default_tasks: tuple[str, ...], measure, render,
+                 argv=None) -> None:
+    """The command line both sample-project scripts share: `[PROJECT] [--tasks a,b,...]`.
+
+    `measure(project, task_name, seed)` gives one row per task (seed = the task's place in
+    the list), printed as it comes; `render(project, rows)` is the text printed at the end
+    and written to PROJECT/RESULTS.md under the command that made it."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("project", nargs="?", default=str(default_project), help="the project folder")
+    parser.add_argument("--tasks", default=",".join(default_tasks), help="transformations, comma-separated")
+    args = parser.parse_args(argv)
+    project = load_project(args.project)
+    rows = []
+    for seed, task_name in enumerate(args.tasks.split(",")):
+        rows.append(measure(project, task_name, seed))
+        print(rows[-1], flush=True)
+    text = render(project, rows)
+    print(text)
+    (Path(args.project) / "RESULTS.md").write_text(f"`python {' '.join(sys.argv)}`\n\n{text}")

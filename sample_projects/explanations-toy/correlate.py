@@ -14,16 +14,13 @@ RESULTS.md beside the project.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine.project.loader import load_project  # noqa: E402
 from engine.toy import transforms  # noqa: E402
-from engine.toy.over_tasks import edited, for_task, mean, pearson, permutation_p_value, run_variant  # noqa: E402
+from engine.toy.over_tasks import command_line, edited, for_task, mean, pearson, permutation_p_value, run_variant  # noqa: E402
 
 # Fixed before any of them was measured: the three held-out compositions (the rule
 # line names parts the model knows, combined as pretraining never showed) and five
@@ -69,20 +66,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render(project, rows: list[dict]) -> str:
+    return f"{project.name}: exact match on {project.eval.count} held-out inputs per task\n\n{table(rows)}\n"
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", nargs="?", default=str(Path(__file__).parent), help="the project folder")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="transformations, comma-separated")
-    args = parser.parse_args(argv)
-    project = load_project(args.project)
-    rows = []
-    for seed, task_name in enumerate(args.tasks.split(",")):
-        rows.append(measure(project, task_name, seed))
-        print({key: (round(value, 3) if isinstance(value, float) else value) for key, value in rows[-1].items()},
-              flush=True)
-    text = f"{project.name}: exact match on {project.eval.count} held-out inputs per task\n\n{table(rows)}\n"
-    print(text)
-    (Path(args.project) / "RESULTS.md").write_text(f"`python {' '.join(sys.argv)}`\n\n{text}")
+    command_line(__doc__.splitlines()[0], Path(__file__).parent, TASKS, measure, render, argv)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,13 @@ table to RESULTS.md beside the project.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine.project.loader import load_project  # noqa: E402
 from engine.toy import transforms  # noqa: E402
-from engine.toy.over_tasks import edited, for_task, mean, run_variant  # noqa: E402
+from engine.toy.over_tasks import command_line, edited, for_task, mean, run_variant  # noqa: E402
 
 # Fixed before any of them was measured: one per reorder, rewrites spread over them.
 TASKS = ("reverse+shift1", "rotate1+keep", "every2+shift2", "keep+shift1", "reverse+upper")
@@ -63,21 +60,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("project", nargs="?", default=str(Path(__file__).parent), help="the project folder")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="transformations, comma-separated")
-    args = parser.parse_args(argv)
-    project = load_project(args.project)
-    rows = []
-    for seed, task_name in enumerate(args.tasks.split(",")):
-        rows.append(measure(project, task_name, seed))
-        print(f"{task_name}: {rows[-1]['figures']}", flush=True)
+def render(project, rows: list[dict]) -> str:
     k = len(project.teacher.vars["examples"])
-    text = (f"{project.name}, K = {k}: exact match (letters right) on {project.eval.count} held-out inputs per task\n\n"
+    return (f"{project.name}, K = {k}: exact match (letters right) on {project.eval.count} held-out inputs per task\n\n"
             f"{table(rows)}\n")
-    print(text)
-    (Path(args.project) / "RESULTS.md").write_text(f"`python {' '.join(sys.argv)}`\n\n{text}")
+
+
+def main(argv=None) -> None:
+    command_line(__doc__.splitlines()[0], Path(__file__).parent, TASKS, measure, render, argv)
 
 
 if __name__ == "__main__":
